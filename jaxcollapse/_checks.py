@@ -1,0 +1,73 @@
+"""Host-side input checks: clear ValueErrors naming the argument, before anything compiles."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def is_concrete(value) -> bool:
+    """True for Python numbers and NumPy/JAX arrays with values (not tracers inside jit)."""
+    if isinstance(value, (numbers.Number, np.ndarray, np.generic)):
+        return True
+    try:
+        np.asarray(value)
+        return True
+    except Exception:  # a tracer refuses conversion
+        return False
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def number_in(name: str, value, low: float, high: float, *, low_open=False, high_open=False):
+    """Check a scalar (or array of scalars) lies in [low, high] (open ends as asked); skip tracers."""
+    if not is_concrete(value):
+        return value
+    arr = np.asarray(value, dtype=float)
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    allowed = f"{lo}{low}, {high}{hi}"
+    if not np.all(np.isfinite(arr)) and not (np.isinf(high) and np.all(~np.isnan(arr)) and np.all(arr > -np.inf)):
+        raise ValueError(f"{name} must be a finite number in {allowed}, got {value!r}")
+    bad_low = arr <= low if low_open else arr < low
+    bad_high = arr >= high if high_open else arr > high
+    if np.any(bad_low) or np.any(bad_high):
+        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+    return value
+
+
+def finite_array(name: str, value, shape=None, ndim=None) -> np.ndarray:
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; all values must be finite")
+    return arr
+
+
+def spd_matrix(name: str, value, dim: int) -> np.ndarray:
+    arr = finite_array(name, value, shape=(dim, dim)).astype(float)
+    if not np.allclose(arr, arr.T, rtol=1e-6, atol=1e-10):
+        raise ValueError(f"{name} must be symmetric positive definite; it is not symmetric")
+    if np.linalg.eigvalsh(arr).min() <= 0:
+        raise ValueError(f"{name} must be symmetric positive definite; it has a non-positive eigenvalue")
+    return arr
+
+
+def probability_vector(name: str, value, n_states: int) -> np.ndarray:
+    arr = finite_array(name, value, shape=(n_states,)).astype(float)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative, got {arr}")
+    if not np.isclose(arr.sum(), 1.0, atol=1e-6):
+        raise ValueError(f"{name} must sum to 1, got sum {arr.sum()!r}")
+    return arr
