@@ -1,0 +1,7 @@
+"""jaxcollapse: model-collapse chains as one compiled JAX program."""
+from jaxcollapse import metrics, theory
+from jaxcollapse.chain import ChainProgram, Result, simulate
+from jaxcollapse.families import Categorical, CategoricalParams, FitInfo, Gaussian, GaussianParams, SourceRef
+from jaxcollapse.regimes import Regime, accumulate, accumulate_subsample, fresh_real, keep_real, replace
+
+__version__ = "0.1.0"

@@ -1,0 +1,4 @@
+"""Model families: one file each, frozen dataclasses with pure fit/sample/log_prob."""
+from jaxcollapse.families.base import FitInfo, SourceRef
+from jaxcollapse.families.categorical import Categorical, CategoricalParams
+from jaxcollapse.families.gaussian import Gaussian, GaussianParams
