@@ -253,7 +253,7 @@ class ChainProgram:
 
     def result(self, state: ChainState, record_chunks: Sequence, wall_seconds=float("nan")) -> Result:
         params, metrics, info = jax.tree_util.tree_map(
-            lambda *parts: np.concatenate(parts, axis=1), *record_chunks, is_leaf=lambda x: x is None)
+            lambda *parts: np.concatenate(parts, axis=1), *record_chunks)
         snapshots = None
         if self.spec.snapshot_at:
             snapshots = np.asarray(state.carry.snapshots[:, :-1])
