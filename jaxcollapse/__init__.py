@@ -1,6 +1,7 @@
 """jaxcollapse: model-collapse chains as one compiled JAX program."""
 from jaxcollapse import metrics, theory
 from jaxcollapse.chain import ChainProgram, Result, simulate
+from jaxcollapse.io import load
 from jaxcollapse.families import Categorical, CategoricalParams, FitInfo, Gaussian, GaussianParams, SourceRef
 from jaxcollapse.regimes import Regime, accumulate, accumulate_subsample, fresh_real, keep_real, replace
 
