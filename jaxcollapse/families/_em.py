@@ -1,0 +1,296 @@
+"""Weighted EM for Gaussian mixtures: pure functions of one chain, written for vmap.
+
+Follows scikit-learn's GaussianMixture step for step so the two agree to rounding:
+  - E-step in log space (logsumexp) via the Cholesky factor of each covariance;
+  - M-step: nk = sum_n w_n r_nk + 10 eps, weights = nk / sum(nk), reg_covar added to the
+    covariance diagonal (diag/spherical: to the variances);
+  - iteration i: E-step at theta_{i-1} gives the mean log-likelihood L_{i-1}, M-step gives
+    theta_i; stop when |L_{i-1} - L_{i-2}| < tol (L_{-1} = -inf) or i = max_iter.
+Weights w [n] >= 0 replace sklearn's implicit ones: w = 0 removes a point.
+
+Covariances are always stored as full [K, d, d] matrices (diagonal / spherical ones as
+diagonal matrices), so parameter histories have one shape whatever the covariance type.
+
+A component whose total responsibility falls below eps * sum(w) ("lost all its points")
+is re-seeded deterministically: its mean goes to the k-th worst-explained training point
+(k = its index among the K worst), its covariance to the weighted covariance of the whole
+training set (+ reg_covar), its share nk to sum(w) / K. No key is used, so a replay matches.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class MixtureParams(NamedTuple):
+    weights: jax.Array  # [K]
+    means: jax.Array    # [K, d]
+    covs: jax.Array     # [K, d, d]
+
+
+class EMResult(NamedTuple):
+    params: MixtureParams
+    n_iter: jax.Array      # int32: M-steps done (sklearn's n_iter_)
+    converged: jax.Array   # bool
+    lower_bound: jax.Array  # mean log-likelihood at the params before the last M-step (sklearn's lower_bound_)
+
+
+# ------------------------------------------------------------------ densities
+# Layout: points are handled transposed, xt [d, n], so every per-point array is [..., n] with
+# n innermost; XLA then vectorises over points (an [n, K, d] layout with tiny trailing axes
+# runs ~50x slower on CPU).
+_SMALL_DIM = 4  # up to this d, broadcast-multiply-add (fuses); above it, einsum (a batched matmul)
+
+
+def _cholesky(covs):
+    """Lower Cholesky factors [K, d, d]; closed forms for d = 1, 2 (cheaper than LAPACK calls under vmap)."""
+    d = covs.shape[-1]
+    if d == 1:
+        return jnp.sqrt(covs)
+    if d == 2:
+        a = jnp.sqrt(covs[:, 0, 0])
+        b = covs[:, 1, 0] / a
+        c = jnp.sqrt(covs[:, 1, 1] - b * b)
+        zero = jnp.zeros_like(a)
+        return jnp.stack([jnp.stack([a, zero], -1), jnp.stack([b, c], -1)], -2)
+    return jnp.linalg.cholesky(covs)
+
+
+def _inv_lower(chol):
+    """Inverse of lower-triangular factors [K, d, d]."""
+    d = chol.shape[-1]
+    if d == 1:
+        return 1.0 / chol
+    if d == 2:
+        a, b, c = chol[:, 0, 0], chol[:, 1, 0], chol[:, 1, 1]
+        zero = jnp.zeros_like(a)
+        return jnp.stack([jnp.stack([1.0 / a, zero], -1), jnp.stack([-b / (a * c), 1.0 / c], -1)], -2)
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=chol.dtype), chol.shape)
+    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+
+
+def _joint_t(params: MixtureParams, xt):
+    """(log w_k + log N(x_n; mean_k, cov_k) as [K, n], centred points x_n - mean_k as [K, d, n])."""
+    d = xt.shape[0]
+    chol = _cholesky(params.covs)
+    inv_chol = _inv_lower(chol)                                    # L^-1 [K, d, d]
+    half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # [K]
+    diff = xt[None, :, :] - params.means[:, :, None]               # [K, d, n]
+    if d <= _SMALL_DIM:
+        y = jnp.sum(inv_chol[:, :, :, None] * diff[:, None, :, :], 2)  # [K, d, n]
+    else:
+        y = jnp.einsum("ked,kdn->ken", inv_chol, diff)
+    quad = jnp.sum(y * y, 1)                                       # [K, n]
+    const = jnp.log(params.weights) - half_log_det - 0.5 * d * math.log(2.0 * math.pi)
+    return const[:, None] - 0.5 * quad, diff
+
+
+def _normalise(joint):
+    """(per-point log-likelihood [n], responsibilities [K, n]) from joint log densities [K, n]."""
+    top = jnp.max(joint, 0)
+    e = jnp.exp(joint - top[None])
+    total = jnp.sum(e, 0)
+    return top + jnp.log(total), e / total[None]
+
+
+def component_log_prob(x, means, covs):
+    """log N(x_n; mean_k, cov_k) as [n, K] (x [n, d])."""
+    K = means.shape[0]
+    ones = jnp.full((K,), 1.0, x.dtype)
+    return _joint_t(MixtureParams(ones, means, covs), x.T)[0].T
+
+
+def point_log_prob(params: MixtureParams, x):
+    """log p(x_n) under the mixture, [n] (x [n, d])."""
+    return _normalise(_joint_t(params, x.T)[0])[0]
+
+
+def mean_log_lik(params: MixtureParams, xt, w):
+    """Mean weighted log-likelihood of the points xt [d, n]."""
+    return jnp.sum(w * _normalise(_joint_t(params, xt)[0])[0]) / jnp.sum(w)
+
+
+# ------------------------------------------------------------------ M-step
+def _eps(dtype):
+    return jnp.finfo(dtype).eps
+
+
+def _stored_covs(second, covariance, reg_covar):
+    """Second moments (full [K, d, d] or variances [K, d]) -> stored full [K, d, d] with reg_covar."""
+    if covariance == "full":
+        d = second.shape[-1]
+        return second + reg_covar * jnp.eye(d, dtype=second.dtype)
+    d = second.shape[-1]
+    var = second + reg_covar
+    if covariance == "spherical":
+        var = jnp.broadcast_to(jnp.mean(var, -1, keepdims=True), var.shape)
+    return var[..., :, None] * jnp.eye(d, dtype=var.dtype)
+
+
+class Fallback(NamedTuple):
+    """What an emptied component is re-seeded with (computed once per fit)."""
+
+    covs: jax.Array   # [K, d, d] the training set's weighted covariance (+ reg_covar), shaped by type
+    classes: jax.Array  # [K, n] bool: point n may seed component k (n = k mod K, and w_n > 0)
+
+
+def fallback(xt, w, K: int, covariance: str, reg_covar) -> Fallback:
+    d, n = xt.shape
+    total = jnp.sum(w)
+    centred = xt - (jnp.sum(w[None] * xt, 1) / total)[:, None]
+    if covariance == "full":
+        second = jnp.einsum("n,dn,en->de", w, centred, centred) / total
+    else:
+        second = jnp.sum(w[None] * centred * centred, 1) / total
+    covs = jnp.broadcast_to(_stored_covs(second[None], covariance, reg_covar), (K, d, d))
+    index = jnp.arange(n)
+    classes = (index[None, :] % K == jnp.arange(K)[:, None]) & (w[None, :] > 0)
+    # a class with no usable point (fewer positive weights than K) falls back to all of them
+    classes = jnp.where(jnp.any(classes, 1, keepdims=True), classes, (w > 0)[None, :])
+    return Fallback(covs, classes)
+
+
+def m_step_from(shift, xt, w, resp, badness, fb: Fallback, covariance: str, reg_covar):
+    """Weighted M-step from responsibilities resp [K, n]; moments taken about `shift` [K, d, n-broadcast].
+
+    shift: the centres the moments are taken about ([K, d]); any value gives the same result in
+    exact arithmetic; the current means keep float32 cancellation small. Re-seeds empty components.
+    badness [n]: how badly each point is explained (the k-th class's worst point seeds component k).
+    """
+    d, n = xt.shape
+    K = resp.shape[0]
+    dtype = xt.dtype
+    diff = xt[None, :, :] - shift[:, :, None]                      # [K, d, n]
+    rw = resp * w[None, :]                                          # [K, n]
+    nk_raw = jnp.sum(rw, 1)
+    nk = nk_raw + 10 * _eps(dtype)
+    first = jnp.sum(rw[:, None, :] * diff, 2) / nk[:, None]         # [K, d]  mean - shift
+    means = shift + first
+    if covariance == "full":
+        if d <= _SMALL_DIM:
+            second = jnp.sum(rw[:, None, None, :] * diff[:, :, None, :] * diff[:, None, :, :], 3)
+        else:
+            second = jnp.einsum("kdn,ken->kde", rw[:, None, :] * diff, diff)
+        second = second / nk[:, None, None] - first[:, :, None] * first[:, None, :]
+    else:
+        second = jnp.sum(rw[:, None, :] * diff * diff, 2) / nk[:, None] - first * first
+    covs = _stored_covs(second, covariance, reg_covar)
+
+    # re-seed components that lost all their points (deterministic: no key)
+    total = jnp.sum(w)
+    empty = nk_raw <= _eps(dtype) * total                           # [K]
+    worst = jnp.argmax(jnp.where(fb.classes, badness[None, :], -jnp.inf), 1)  # [K]
+    seed_means = xt[:, worst].T                                     # [K, d]
+    means = jnp.where(empty[:, None], seed_means, means)
+    covs = jnp.where(empty[:, None, None], fb.covs, covs)
+    nk = jnp.where(empty, total / K, nk)
+    return MixtureParams(nk / jnp.sum(nk), means, covs)
+
+
+def em_step(theta: MixtureParams, xt, w, fb: Fallback, covariance: str, reg_covar):
+    """One EM iteration: (mean log-likelihood at theta, next theta)."""
+    joint, _ = _joint_t(theta, xt)
+    per_point, resp = _normalise(joint)
+    ll = jnp.sum(w * per_point) / jnp.sum(w)
+    return ll, m_step_from(theta.means, xt, w, resp, -per_point, fb, covariance, reg_covar)
+
+
+# ------------------------------------------------------------------ EM loop
+def em(params: MixtureParams, x, w, *, tol, max_iter: int, covariance: str, reg_covar) -> EMResult:
+    """EM from `params` on x [n, d] until |change in mean log-likelihood| < tol or max_iter M-steps.
+
+    Written for vmap: the loop is a lax.while_loop whose body leaves a finished fit unchanged
+    (a select on `done`), so in a batched loop a converged chain keeps its result while
+    others iterate, and equals the same chain fitted alone.
+    """
+    dtype = x.dtype
+    tol = jnp.asarray(tol, dtype)
+    xt = x.T
+    fb = fallback(xt, w, params.weights.shape[0], covariance, reg_covar)
+
+    def cond(state):
+        i, _, _, done = state
+        return jnp.logical_and(~done, i < max_iter)
+
+    def body(state):
+        i, theta, prev_ll, done = state
+        ll, new = em_step(theta, xt, w, fb, covariance, reg_covar)
+        converged = jnp.abs(ll - prev_ll) < tol
+        keep = lambda old, upd: jnp.where(done, old, upd)  # noqa: E731
+        return (keep(i, i + 1), jax.tree_util.tree_map(keep, theta, new), keep(prev_ll, ll), done | converged)
+
+    state = (jnp.asarray(0, jnp.int32), params, jnp.asarray(-jnp.inf, dtype), jnp.asarray(False))
+    n_iter, params, lower_bound, converged = jax.lax.while_loop(cond, body, state)
+    return EMResult(params, n_iter, converged, lower_bound)
+
+
+def em_trace(params: MixtureParams, x, w, *, n_steps: int, covariance: str, reg_covar):
+    """n_steps plain EM steps (no stopping); (final params, mean log-likelihood before each step [n_steps])."""
+    xt = x.T
+    fb = fallback(xt, w, params.weights.shape[0], covariance, reg_covar)
+
+    def step(theta, _):
+        ll, new = em_step(theta, xt, w, fb, covariance, reg_covar)
+        return new, ll
+
+    return jax.lax.scan(step, params, None, length=n_steps)
+
+
+# ------------------------------------------------------------------ initialisation
+def _sq_dist_t(xt, centres):
+    """Squared distances [K, n] from centres [K, d] to points xt [d, n]."""
+    return jnp.sum((xt[None, :, :] - centres[:, :, None]) ** 2, 1)
+
+
+def kmeans_plus_plus(key, xt, w, K: int):
+    """k-means++ seeding (one candidate per step), weighted: P(pick n) proportional to w_n D_n^2."""
+    keys = jax.random.split(key, K)
+    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    first = jax.random.categorical(keys[0], logw)
+    centres = jnp.zeros((K, xt.shape[0]), xt.dtype).at[0].set(xt[:, first])
+    d2 = jnp.sum((xt - xt[:, first][:, None]) ** 2, 0)
+    for k in range(1, K):
+        # all remaining distances zero (collapsed data): pick by weight alone
+        logits = jnp.where(jnp.sum(w * d2) > 0, logw + jnp.log(d2), logw)
+        pick = jax.random.categorical(keys[k], logits)
+        centres = centres.at[k].set(xt[:, pick])
+        d2 = jnp.minimum(d2, jnp.sum((xt - xt[:, pick][:, None]) ** 2, 0))
+    return centres
+
+
+def lloyd(centres, xt, w, n_iter: int):
+    """n_iter weighted Lloyd iterations; an empty cluster keeps its centre."""
+    K = centres.shape[0]
+
+    def step(_, c):
+        member = jax.nn.one_hot(jnp.argmin(_sq_dist_t(xt, c), 0), K, dtype=xt.dtype, axis=0) * w[None]  # [K, n]
+        counts = jnp.sum(member, 1)
+        new = jnp.sum(member[:, None, :] * xt[None], 2) / jnp.where(counts > 0, counts, 1.0)[:, None]
+        return jnp.where((counts > 0)[:, None], new, c)
+
+    return jax.lax.fori_loop(0, n_iter, step, centres)
+
+
+def init_kmeans(key, x, w, K: int, kmeans_iter: int, covariance: str, reg_covar) -> MixtureParams:
+    """sklearn's default 'kmeans' init, approximated: k-means++ seeds, kmeans_iter Lloyd steps,
+    hard labels as responsibilities, one M-step."""
+    xt = x.T
+    centres = lloyd(kmeans_plus_plus(key, xt, w, K), xt, w, kmeans_iter)
+    d2 = _sq_dist_t(xt, centres)
+    resp = jax.nn.one_hot(jnp.argmin(d2, 0), K, dtype=x.dtype, axis=0)
+    fb = fallback(xt, w, K, covariance, reg_covar)
+    return m_step_from(centres, xt, w, resp, jnp.min(d2, 0), fb, covariance, reg_covar)
+
+
+def init_random(key, x, w, K: int, covariance: str, reg_covar) -> MixtureParams:
+    """sklearn's 'random' init: uniform random responsibilities, normalised per point, one M-step."""
+    xt = x.T
+    resp = jax.random.uniform(key, (K, x.shape[0]), x.dtype)
+    resp = resp / jnp.sum(resp, 0, keepdims=True)
+    centre = jnp.sum(w[None] * xt, 1) / jnp.sum(w)
+    fb = fallback(xt, w, K, covariance, reg_covar)
+    badness = jnp.sum((xt - centre[:, None]) ** 2, 0)
+    return m_step_from(jnp.broadcast_to(centre, (K, x.shape[1])), xt, w, resp, badness, fb, covariance, reg_covar)

@@ -1,0 +1,316 @@
+"""GMM family: scikit-learn parity, EM invariants, re-seeding, per-chain masking, metrics, bad input."""
+import itertools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from jaxcollapse import mixture_metrics
+from jaxcollapse.families import _em
+from jaxcollapse.families.base import SourceRef
+from jaxcollapse.families.gmm import GMM, GMMParams
+
+
+@pytest.fixture
+def x64():
+    """float64 for the duration of one test (parity with scikit-learn, which runs in float64)."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
+def _two_clusters(rng, dim, n=(300, 200)):
+    return np.concatenate([rng.normal(0.0, 1.0, (n[0], dim)),
+                           rng.normal(3.0, 0.5, (n[1], dim)) @ np.diag(np.linspace(1.0, 0.6, dim))])
+
+
+def _initial(rng, x, covariance):
+    """Same starting mixture for both: two data points as means, the data covariance shaped by type."""
+    dim = x.shape[1]
+    means = x[rng.choice(len(x), 2, replace=False)]
+    cov = np.atleast_2d(np.cov(x.T, bias=True))
+    if covariance == "diag":
+        cov = np.diag(np.diag(cov))
+    elif covariance == "spherical":
+        cov = np.trace(cov) / dim * np.eye(dim)
+    covs = np.stack([cov, 0.5 * cov])
+    precisions = np.linalg.inv(covs)
+    if covariance == "diag":
+        precisions = np.stack([np.diag(p) for p in precisions])
+    elif covariance == "spherical":
+        precisions = precisions[:, 0, 0]
+    return np.array([0.5, 0.5]), means, covs, precisions
+
+
+def _match(a, b):
+    """Permutation of b's components closest to a's (by means)."""
+    K = a.shape[0]
+    return min(itertools.permutations(range(K)), key=lambda p: np.sum((a - b[list(p)]) ** 2))
+
+
+# ------------------------------------------------------------------ scikit-learn parity
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
+def test_parity_with_sklearn(x64, dim, covariance):
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(10 * dim + len(covariance))
+    x = _two_clusters(rng, dim)
+    weights, means, covs, precisions = _initial(rng, x, covariance)
+    tol, max_iter, reg = 1e-6, 500, 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn must converge here too
+        ref = GaussianMixture(2, covariance_type=covariance, tol=tol, max_iter=max_iter, reg_covar=reg,
+                              weights_init=weights, means_init=means, precisions_init=precisions).fit(x)
+    fam = GMM(2, dim, covariance=covariance, tol=tol, max_iter=max_iter, reg_covar=reg, init="previous")
+    params, info = jax.jit(fam.fit)(jax.random.key(0), x, jnp.ones(len(x)), GMMParams(weights, means, covs))
+
+    # the same float64 recurrence with the same stopping rule: same iteration count, and
+    # differences only from summation order (~n eps per step, contracted by EM): 1e-8 is loose
+    assert int(info.n_iter) == ref.n_iter_
+    assert bool(info.converged) and ref.converged_
+    score = ref.score(x)  # mean log-likelihood at the final params
+    assert abs(float(info.log_lik) - score) <= 1e-4 * abs(score)
+    np.testing.assert_allclose(float(info.log_lik), score, rtol=1e-8)
+    order = list(_match(np.asarray(params.means), ref.means_))
+    ref_covs = {"full": ref.covariances_,
+                "diag": np.stack([np.diag(v) for v in np.atleast_2d(ref.covariances_)]),
+                "spherical": np.stack([v * np.eye(dim) for v in np.ravel(ref.covariances_)])}[covariance]
+    np.testing.assert_allclose(np.asarray(params.weights), ref.weights_[order], rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(params.means), ref.means_[order], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(params.covs), ref_covs[order], rtol=1e-8, atol=1e-12)
+
+
+def test_parity_not_converged_within_max_iter(x64):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(3)
+    x = _two_clusters(rng, 2)
+    weights, means, covs, precisions = _initial(rng, x, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(2, tol=1e-12, max_iter=3, weights_init=weights, means_init=means,
+                              precisions_init=precisions).fit(x)
+    fam = GMM(2, 2, tol=1e-12, max_iter=3, init="previous")
+    params, info = fam.fit(jax.random.key(0), x, jnp.ones(len(x)), GMMParams(weights, means, covs))
+    assert int(info.n_iter) == 3 and not bool(info.converged) and not ref.converged_
+    np.testing.assert_allclose(np.asarray(params.means), ref.means_, rtol=1e-8)
+
+
+# ------------------------------------------------------------------ EM invariants
+def test_weighted_log_likelihood_never_decreases(x64):
+    # EM's guarantee holds for the exact M-step, i.e. reg_covar = 0 (well-separated data keeps covs SPD)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(_two_clusters(rng, 2))
+    w = jnp.asarray(rng.exponential(size=len(x)) * (rng.random(len(x)) > 0.2))
+    start = _em.MixtureParams(jnp.array([0.5, 0.5]), x[jnp.array([0, 1])], jnp.stack([jnp.eye(2)] * 2))
+    for covariance in ("full", "diag", "spherical"):
+        _, trace = _em.em_trace(start, x, w, n_steps=60, covariance=covariance, reg_covar=0.0)
+        trace = np.asarray(trace)
+        # rounding of a mean of n float64 terms: ~ n eps |ll|
+        slack = len(x) * np.finfo(np.float64).eps * np.abs(trace[1:])
+        assert np.all(np.diff(trace) >= -slack), covariance
+        assert trace[-1] > trace[0] + 0.1
+
+
+def test_zero_weights_equal_the_subset(x64):
+    rng = np.random.default_rng(2)
+    x = _two_clusters(rng, 2)
+    keep = rng.random(len(x)) > 0.3
+    init = GMMParams(*_initial(rng, x, "full")[:3])
+    fam = GMM(2, 2, tol=1e-8, max_iter=500, init="previous")
+    masked, info_m = fam.fit(jax.random.key(0), x, jnp.asarray(keep, float), init)
+    subset, info_s = fam.fit(jax.random.key(0), x[keep], jnp.ones(int(keep.sum())), init)
+    assert int(info_m.n_iter) == int(info_s.n_iter)
+    for a, b in zip(masked, subset):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(float(info_m.log_lik), float(info_s.log_lik), rtol=1e-12)
+
+
+def test_integer_weights_equal_duplicated_points(x64):
+    rng = np.random.default_rng(4)
+    x = _two_clusters(rng, 1, n=(60, 40))
+    counts = rng.integers(0, 4, len(x))
+    init = GMMParams(*_initial(rng, x, "full")[:3])
+    fam = GMM(2, 1, tol=1e-9, max_iter=500, init="previous")
+    weighted, _ = fam.fit(jax.random.key(0), x, jnp.asarray(counts, float), init)
+    repeated, _ = fam.fit(jax.random.key(0), np.repeat(x, counts, 0), jnp.ones(int(counts.sum())), init)
+    for a, b in zip(weighted, repeated):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+
+
+def test_empty_component_is_reseeded_deterministically():
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(200, 2)), jnp.float32)
+    w = jnp.ones(200).at[:10].set(0.0)
+    # component 1 sits so far away that every responsibility underflows to exactly 0
+    start = _em.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [1e4, 1e4]]),
+                              jnp.stack([jnp.eye(2), 1e-2 * jnp.eye(2)]))
+    (params, _), (again, _) = (_em.em_trace(start, x, w, n_steps=1, covariance="full", reg_covar=1e-6)
+                               for _ in range(2))
+    for leaf in params:
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    seeded = np.asarray(params.means[1])
+    distances = np.linalg.norm(np.asarray(x)[10:] - seeded, axis=1)
+    assert distances.min() == 0.0  # a training point with positive weight
+    np.testing.assert_array_equal(np.asarray(params.means), np.asarray(again.means))
+    # and a whole fit from there is finite and converges
+    fam = GMM(2, 2, tol=1e-5, max_iter=500, init="previous")
+    fitted, info = fam.fit(jax.random.key(0), x, w, GMMParams(*start))
+    assert bool(info.finite) and bool(info.converged)
+
+
+@pytest.mark.parametrize("init", ["kmeans++", "random"])
+def test_collapsed_data_stays_finite(init):
+    # every point identical: a chain that collapsed to a point is the phenomenon, not an error
+    x = jnp.full((100, 2), 0.3, jnp.float32)
+    fam = GMM(2, 2, tol=1e-5, max_iter=50, init=init)
+    params, info = fam.fit(jax.random.key(0), x, jnp.ones(100), None)
+    assert bool(info.finite)
+    np.testing.assert_allclose(np.asarray(params.means), 0.3, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(params.covs), np.broadcast_to(1e-6 * np.eye(2), (2, 2, 2)), rtol=1e-3,
+                               atol=1e-9)
+
+
+# ------------------------------------------------------------------ per-chain masking under vmap
+def test_vmapped_chains_equal_each_chain_alone():
+    """A batch of chains (different iteration counts) equals each chain fitted alone.
+
+    Asserted to float32 rounding (rtol 1e-5), plus identical iteration counts; the batched and
+    single programs may order floating-point sums differently, so bit equality is not promised.
+    """
+    fam = GMM(2, 2, tol=1e-5, max_iter=300)
+    src = fam.make_params([0.5, 0.5], [[0.0, 0.0], [1.5, 0.0]], [np.eye(2), 0.5 * np.eye(2)])
+    keys = jax.random.split(jax.random.key(7), 6)
+
+    def one(key):
+        k_data, k_fit = jax.random.split(key)
+        return fam.fit(k_fit, fam.sample(k_data, src, 300), jnp.ones(300), None)
+
+    batch_params, batch_info = jax.jit(jax.vmap(one))(keys)
+    iterations = np.asarray(batch_info.n_iter)
+    assert len(set(iterations.tolist())) > 1  # chains stop at different iterations
+    single = jax.jit(one)
+    for c in range(len(keys)):
+        params, info = single(keys[c])
+        assert int(info.n_iter) == iterations[c]
+        assert bool(info.converged) == bool(batch_info.converged[c])
+        for a, b in zip(params, batch_params):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[c]), rtol=1e-5, atol=1e-6)
+
+
+def test_previous_without_params_falls_back_to_kmeans():
+    x = jax.random.normal(jax.random.key(0), (300, 2))
+    a = GMM(2, 2, init="previous").fit(jax.random.key(1), x, jnp.ones(300), None)
+    b = GMM(2, 2, init="kmeans++").fit(jax.random.key(1), x, jnp.ones(300), None)
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_traced_tol_and_reg_covar_do_not_recompile():
+    fam = GMM(2, 1, tol=1e-3, reg_covar=1e-6)
+    x = jax.random.normal(jax.random.key(0), (100, 1))
+
+    @jax.jit
+    def run(f):
+        return f.fit(jax.random.key(1), x, jnp.ones(100), None)[1].n_iter
+
+    run(fam)
+    run(GMM(2, 1, tol=1e-4, reg_covar=1e-3))
+    assert run._cache_size() == 1
+
+
+# ------------------------------------------------------------------ sampling and densities
+def test_sample_from_a_source_with_other_k_has_the_right_moments(z):
+    fam = GMM(2, 2)
+    src = fam.make_params([0.3, 0.7], [[-1.0, 0.0], [2.0, 1.0]], [np.eye(2), [[1.0, 0.5], [0.5, 2.0]]])
+    one = fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])
+    x = np.asarray(fam.sample(jax.random.key(0), src, 40_000), np.float64)
+    mean = 0.3 * np.array([-1.0, 0.0]) + 0.7 * np.array([2.0, 1.0])
+    assert np.all(z(x, mean) < 4.0)
+    second = 0.3 * (np.eye(2) + np.outer([-1, 0], [-1, 0])) + 0.7 * (np.array([[1, .5], [.5, 2]]) + np.outer([2, 1], [2, 1]))
+    assert np.all(z(x[:, :, None] * x[:, None, :], second) < 4.0)
+    y = np.asarray(fam.sample(jax.random.key(1), one, 20_000), np.float64)
+    assert np.all(z(y, 0.0) < 4.0) and np.all(z(y * y, 1.0) < 4.0)
+
+
+def test_log_prob_matches_scipy():
+    fam = GMM(2, 2)
+    src = fam.make_params([0.3, 0.7], [[-1.0, 0.0], [2.0, 1.0]], [np.eye(2), [[1.0, 0.5], [0.5, 2.0]]])
+    x = np.random.default_rng(0).normal(size=(50, 2)) * 2
+    expected = np.log(sum(wk * scipy.stats.multivariate_normal(m, c).pdf(x)
+                          for wk, m, c in zip(*(np.asarray(a, np.float64) for a in src))))
+    np.testing.assert_allclose(np.asarray(fam.log_prob(src, x)), expected, rtol=2e-5)
+    np.testing.assert_allclose(np.asarray(fam.log_prob(src, x)),
+                               np.asarray(fam.distribution(src).log_prob(x)), rtol=2e-5)
+
+
+# ------------------------------------------------------------------ metrics
+def test_l2_distance_matches_quadrature(x64):
+    fam = GMM(2, 1)
+    p = fam.make_params([0.4, 0.6], [[-1.0], [1.0]], [[[0.5]], [[0.2]]])
+    q = fam.make_params([1.0], [[0.2]], [[[1.5]]])
+    grid = np.linspace(-15, 15, 60_001)
+    dens = lambda m: np.exp(np.asarray(fam.log_prob(m, grid[:, None])))  # noqa: E731
+    expected = np.trapezoid((dens(p) - dens(q)) ** 2, grid)
+    np.testing.assert_allclose(float(mixture_metrics.l2_distance(p, q)), expected, rtol=1e-8)
+    assert float(mixture_metrics.l2_distance(p, p)) < 1e-15
+
+    fam2 = GMM(2, 2)
+    p2 = fam2.make_params([0.4, 0.6], [[-1.0, 0.0], [1.0, 0.5]], [np.eye(2), [[0.3, 0.1], [0.1, 0.2]]])
+    q2 = fam2.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])
+    g = np.linspace(-9, 9, 1201)
+    xx = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    d2 = lambda m: np.exp(np.asarray(fam2.log_prob(m, xx))).reshape(len(g), len(g))  # noqa: E731
+    expected2 = np.trapezoid(np.trapezoid((d2(p2) - d2(q2)) ** 2, g, axis=1), g)
+    np.testing.assert_allclose(float(mixture_metrics.l2_distance(p2, q2)), expected2, rtol=1e-6)
+
+
+def test_metrics_values():
+    fam = GMM(2, 2)
+    p = fam.make_params([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], [np.diag([1.0, 4.0]), 0.01 * np.eye(2)])
+    out = fam.metrics(p, SourceRef(params=fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])))
+    np.testing.assert_allclose(np.asarray(out["component_std"]), [np.sqrt(2.5), 0.1], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out["log_det_cov"]), [np.log(4.0), np.log(1e-4)], rtol=1e-5)
+    np.testing.assert_allclose(float(out["weight_entropy"]), np.log(2.0), rtol=1e-6)
+    assert float(out["l2_to_source"]) > 0
+    assert "l2_to_source" not in fam.metrics(p, SourceRef(data=jnp.zeros((5, 2))))
+    x = np.asarray(fam.sample(jax.random.key(0), p, 100))
+    np.testing.assert_allclose(float(mixture_metrics.heldout_loglik(p, x)),
+                               float(jnp.mean(fam.log_prob(p, x))), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input_raises_value_error_naming_it():
+    with pytest.raises(ValueError, match="reg_covar"):
+        GMM(2, 2, reg_covar=-1e-6)
+    with pytest.raises(ValueError, match="tol"):
+        GMM(2, 2, tol=-1.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        GMM(2, 2, max_iter=0)
+    with pytest.raises(ValueError, match="covariance"):
+        GMM(2, 2, covariance="tied")
+    with pytest.raises(ValueError, match="init"):
+        GMM(2, 2, init="kmeans")
+    with pytest.raises(ValueError, match="n_components"):
+        GMM(0, 2)
+    fam = GMM(3, 2)
+    with pytest.raises(ValueError, match="n_components"):
+        fam.check_settings(2)
+    fam.check_settings(3)
+    with pytest.raises(ValueError, match="dim"):
+        fam.check_source(GMMParams(jnp.ones(1), jnp.zeros((1, 3)), jnp.eye(3)[None]))
+    with pytest.raises(ValueError, match="source"):
+        fam.check_source(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="weights"):
+        fam.make_params([0.5, 0.6], np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
+    with pytest.raises(ValueError, match="covs"):
+        fam.make_params([1.0], np.zeros((1, 2)), -np.eye(2)[None])
+    # a single blob (K=1) is a valid source for a K=3 family; so is a data array
+    assert fam.check_source(fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])).params.weights.shape == (1,)
+    assert fam.check_source(np.zeros((10, 2))).data.shape == (10, 2)
