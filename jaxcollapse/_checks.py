@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import numbers
 
+import jax
 import numpy as np
 
 
 def is_concrete(value) -> bool:
-    """True for Python numbers and NumPy/JAX arrays with values (not tracers inside jit)."""
-    if isinstance(value, (numbers.Number, np.ndarray, np.generic)):
-        return True
-    try:
-        np.asarray(value)
-        return True
-    except Exception:  # a tracer refuses conversion
+    """True for numbers, lists and arrays holding values; False for tracers and abstract stand-ins."""
+    if isinstance(value, jax.core.Tracer):
         return False
+    return isinstance(value, (numbers.Number, np.ndarray, np.generic, jax.Array, list, tuple))
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:

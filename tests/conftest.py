@@ -1,0 +1,23 @@
+"""Tests run on CPU with JAX's defaults (float32); a test that needs float64 says so."""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import numpy as np
+import pytest
+
+
+def z_score(samples, expected, axis=0):
+    """|Monte-Carlo mean - expected| in units of its standard error, computed from the chains."""
+    samples = np.asarray(samples, dtype=np.float64)
+    n = samples.shape[axis]
+    se = samples.std(axis=axis, ddof=1) / np.sqrt(n)
+    return np.abs(samples.mean(axis=axis) - expected) / se
+
+
+Z_MAX = 4.0  # a few standard errors: a correct engine fails this about once in 16,000 comparisons
+
+
+@pytest.fixture
+def z():
+    return z_score
