@@ -4,5 +4,6 @@ from jaxcollapse.chain import ChainProgram, Result, simulate
 from jaxcollapse.io import load
 from jaxcollapse.families import Categorical, CategoricalParams, FitInfo, Gaussian, GaussianParams, SourceRef
 from jaxcollapse.regimes import Regime, accumulate, accumulate_subsample, fresh_real, keep_real, replace
+from jaxcollapse.families.gmm import GMM, GMMParams
 
 __version__ = "0.1.0"
