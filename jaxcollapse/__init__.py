@@ -5,5 +5,6 @@ from jaxcollapse.io import load
 from jaxcollapse.families import Categorical, CategoricalParams, FitInfo, Gaussian, GaussianParams, SourceRef
 from jaxcollapse.regimes import Regime, accumulate, accumulate_subsample, fresh_real, keep_real, replace
 from jaxcollapse.families.gmm import GMM, GMMParams
+from jaxcollapse.families.vae import VAE, VAEParams
 
 __version__ = "0.1.0"

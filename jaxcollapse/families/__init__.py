@@ -3,3 +3,4 @@ from jaxcollapse.families.base import FitInfo, SourceRef
 from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
 from jaxcollapse.families.gmm import GMM, GMMParams
+from jaxcollapse.families.vae import VAE, VAEParams
