@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxcollapse import _checks
 from jaxcollapse import regimes as regimes_lib
+from jaxcollapse import sharding as sharding_lib
 from jaxcollapse.families.base import FitInfo, SourceRef
 
 
@@ -108,23 +109,43 @@ def _step_one(family, regime, reference, spec: _Spec, carry: ChainCarry, generat
 
 
 # ---------------------------------------------------------------- all chains, compiled
-def _start_all(family, regime, reference, chain_keys, spec):
-    start = lambda key, reg: _start_one(family, reg, reference, key, spec)  # noqa: E731
-    return jax.vmap(start)(chain_keys, regime)
+def _start_all(family, regime, reference, chain_keys, spec, mesh=None):
+    def all_chains(shared, chain_keys, regime):
+        family, reference = shared
+        start = lambda key, reg: _start_one(family, reg, reference, key, spec)  # noqa: E731
+        return jax.vmap(start)(chain_keys, regime)
+
+    return sharding_lib.over_chains(all_chains, mesh, (family, reference), chain_keys, regime)
 
 
-def _advance_all(carry, first_generation, family, regime, reference, spec, n_steps):
-    def one_chain(chain_carry, reg):
-        def body(c, offset):
-            return _step_one(family, reg, reference, spec, c, first_generation + offset)
+def _advance_all(carry, first_generation, n_valid, family, regime, reference, spec, n_steps, mesh=None):
+    """n_steps generations per chain; steps past n_valid are skipped, so a short last chunk reuses the program."""
 
-        return jax.lax.scan(body, chain_carry, jnp.arange(n_steps))
+    def all_chains(shared, carry, regime):
+        family, reference, first_generation, n_valid = shared
 
-    return jax.vmap(one_chain)(carry, regime)
+        def one_chain(chain_carry, reg):
+            def step(c, offset):
+                return _step_one(family, reg, reference, spec, c, first_generation + offset)
+
+            def body(c, offset):
+                skipped = lambda c, offset: (c, _zeros_like(jax.eval_shape(step, c, offset)[1]))  # noqa: E731
+                return jax.lax.cond(offset < n_valid, step, skipped, c, offset)
+
+            return jax.lax.scan(body, chain_carry, jnp.arange(n_steps))
+
+        return jax.vmap(one_chain)(carry, regime)
+
+    shared = (family, reference, first_generation, n_valid)
+    return sharding_lib.over_chains(all_chains, mesh, shared, carry, regime)
 
 
-_start_jit = jax.jit(_start_all, static_argnames=("spec",))
-_advance_jit = jax.jit(_advance_all, static_argnames=("spec", "n_steps"), donate_argnums=(0,))
+def _zeros_like(shapes):
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+_start_jit = jax.jit(_start_all, static_argnames=("spec", "mesh"))
+_advance_jit = jax.jit(_advance_all, static_argnames=("spec", "n_steps", "mesh"), donate_argnums=(0,))
 
 
 # ---------------------------------------------------------------- results
@@ -168,8 +189,9 @@ class ChainProgram:
     """
 
     def __init__(self, family, source, *, n_chains, n_generations, n_samples,
-                 regime=None, record=None, snapshot_at=(), max_pool_bytes=None):
+                 regime=None, record=None, snapshot_at=(), max_pool_bytes=None, devices=None):
         self.n_chains = _checks.positive_int("n_chains", n_chains)
+        self.layout = sharding_lib.ChainLayout.build(devices, self.n_chains)
         self.n_generations = _checks.positive_int("n_generations", n_generations, minimum=0)
         self.n_samples = _checks.positive_int("n_samples", n_samples)
         regime = regimes_lib.replace() if regime is None else regime
@@ -191,6 +213,9 @@ class ChainProgram:
             raise ValueError(f"snapshot_at must hold generations in [0, {self.n_generations}], got {snapshot_at}")
         self.spec = _Spec(self.n_samples, self.n_generations, self._check_record(record), snapshot_at)
         self._check_pool(max_pool_bytes)
+        # per-chain leaves sharded over the mesh, the rest copied to every device (no-ops on one device)
+        self.regime = self.layout.place(self.regime)
+        self.family, self.reference = self.layout.replicate((self.family, self.reference))
 
     def _per_chain_regime(self, regime):
         fraction = np.asarray(regime.fraction, dtype=float)
@@ -240,29 +265,45 @@ class ChainProgram:
         return key[None] if self.n_chains == 1 else jax.random.split(key, self.n_chains)
 
     def start(self, key):
-        carry, records = _start_jit(self.family, self.regime, self.reference, self.chain_keys(key), self.spec)
-        return ChainState(carry, 0), _host(_add_generation_axis(records))
+        carry, records = _start_jit(self.family, self.regime, self.reference, self.layout.place(self.chain_keys(key)),
+                                    self.spec, mesh=self.layout.mesh)
+        return ChainState(carry, 0), _add_generation_axis(self.layout.gather(records))
 
     def advance(self, state: ChainState, n_steps: int):
-        n_steps = min(int(n_steps), self.n_generations - state.generation)
-        if n_steps <= 0:
+        """Run the next n_steps generations (fewer if the run ends sooner); records on the host."""
+        n_steps = _checks.positive_int("n_steps", n_steps)
+        n_valid = min(n_steps, self.n_generations - state.generation)
+        if n_valid <= 0:
             raise ValueError(f"nothing left to run: generation {state.generation} of {self.n_generations}")
-        carry, records = _advance_jit(state.carry, jnp.asarray(state.generation + 1, jnp.int32),
-                                      self.family, self.regime, self.reference, self.spec, n_steps)
-        return ChainState(carry, state.generation + n_steps), _host(records)
+        first, n_valid_array = self.layout.replicate(
+            (np.asarray(state.generation + 1, np.int32), np.asarray(n_valid, np.int32)))
+        carry, records = _advance_jit(state.carry, first, n_valid_array, self.family, self.regime,
+                                      self.reference, self.spec, n_steps, mesh=self.layout.mesh)
+        records = jax.tree_util.tree_map(lambda a: a[:, :n_valid], self.layout.gather(records))
+        return ChainState(carry, state.generation + n_valid), records
+
+    def host_state(self, state: ChainState) -> ChainState:
+        """The state with its carry on the host, trimmed to n_chains (for checkpoints; collective when distributed)."""
+        return ChainState(self.layout.gather(state.carry), state.generation)
+
+    def device_state(self, state: ChainState) -> ChainState:
+        """A host_state() back on this program's devices (any device count), ready for advance()."""
+        return ChainState(self.layout.place(state.carry), state.generation)
 
     def result(self, state: ChainState, record_chunks: Sequence, wall_seconds=float("nan")) -> Result:
         params, metrics, info = jax.tree_util.tree_map(
             lambda *parts: np.concatenate(parts, axis=1), *record_chunks)
         snapshots = None
         if self.spec.snapshot_at:
-            snapshots = np.asarray(state.carry.snapshots[:, :-1])
-        return Result(params, metrics, info, snapshots, self.spec.snapshot_at, state.carry.key, wall_seconds)
+            snapshots = self.layout.gather(state.carry.snapshots)[:, :-1]
+        keys = self.layout.gather(state.carry.key)
+        return Result(params, metrics, info, snapshots, self.spec.snapshot_at, keys, wall_seconds)
 
 
 def simulate(key, family, source, *, n_chains: int, n_generations: int, n_samples: int,
              regime=None, record=None, snapshot_at: Sequence[int] = (), chunk_size: int | None = None,
-             progress: Callable[[int, int, float], None] | None = None, max_pool_bytes: int | None = None) -> Result:
+             progress: Callable[[int, int, float], None] | None = None, max_pool_bytes: int | None = None,
+             devices=None) -> Result:
     """Run n_chains independent collapse chains of n_generations refits each.
 
     Args:
@@ -275,6 +316,11 @@ def simulate(key, family, source, *, n_chains: int, n_generations: int, n_sample
       snapshot_at: generations whose fresh training points are stored.
       chunk_size: generations per compiled chunk (default: all in one); results do not depend on it.
       progress: called as progress(generations_done, n_generations, seconds) between chunks.
+      devices: where the chain axis lives: None (all devices, of every process after
+        jax.distributed.initialize), a count, a list of jax.Device, or a Mesh with axis "chains".
+        It is sharded with NamedSharding(mesh, P("chains")); n_chains not divisible by the
+        device count is padded with copies of the last chain, then trimmed. Results do not
+        depend on it.
 
     Examples:
       >>> import jax, jaxcollapse as jc
@@ -285,8 +331,10 @@ def simulate(key, family, source, *, n_chains: int, n_generations: int, n_sample
       (8, 6, 1, 1)
     """
     program = ChainProgram(family, source, n_chains=n_chains, n_generations=n_generations, n_samples=n_samples,
-                           regime=regime, record=record, snapshot_at=snapshot_at, max_pool_bytes=max_pool_bytes)
+                           regime=regime, record=record, snapshot_at=snapshot_at, max_pool_bytes=max_pool_bytes,
+                           devices=devices)
     chunk = n_generations if chunk_size is None else _checks.positive_int("chunk_size", chunk_size)
+    chunk = min(chunk, max(n_generations, 1))
     began = time.perf_counter()
     state, first = program.start(key)
     chunks = [first]
@@ -300,7 +348,9 @@ def simulate(key, family, source, *, n_chains: int, n_generations: int, n_sample
 
 # ---------------------------------------------------------------- helpers
 def _as_typed_key(key):
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if not isinstance(key, (jax.Array, np.ndarray)):
+        raise ValueError(f"key must be jax.random.key(seed) or jax.random.PRNGKey(seed), got {key!r}")
+    key = jnp.asarray(key)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             raise ValueError(f"key must be a single PRNG key, got shape {key.shape}")
