@@ -11,6 +11,8 @@ def is_concrete(value) -> bool:
     """True for numbers, lists and arrays holding values; False for tracers and abstract stand-ins."""
     if isinstance(value, jax.core.Tracer):
         return False
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        return False  # spread over several processes (sharding.py places values already checked)
     return isinstance(value, (numbers.Number, np.ndarray, np.generic, jax.Array, list, tuple))
 
 
