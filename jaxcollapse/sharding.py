@@ -114,7 +114,7 @@ class ChainLayout:
         arrays, typed PRNG keys included); each process places only its own devices' rows.
         """
         if self.mesh is None:
-            return tree
+            return jax.tree_util.tree_map(lambda leaf: leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf), tree)
         return jax.tree_util.tree_map(lambda leaf: self._place_leaf(leaf, self.chain_sharding), tree)
 
     def replicate(self, tree):
@@ -134,6 +134,8 @@ class ChainLayout:
         return self._put(leaf, sharding)
 
     def _put(self, leaf, sharding):
+        if isinstance(leaf, jax.core.Tracer):  # jax.eval_shape of start(): shapes only
+            return leaf
         if _is_key(leaf):
             impl = jax.random.key_impl(leaf)
             return jax.random.wrap_key_data(self._put(jax.random.key_data(leaf), sharding), impl=impl)
@@ -150,6 +152,8 @@ class ChainLayout:
         return jax.tree_util.tree_map(self._gather_leaf, tree)
 
     def _gather_leaf(self, leaf):
+        if isinstance(leaf, jax.core.Tracer):  # jax.eval_shape of start(): shapes only
+            return leaf[:self.n_chains]
         if _is_key(leaf):
             impl = jax.random.key_impl(leaf)
             return jax.random.wrap_key_data(self._gather_leaf(jax.random.key_data(leaf)), impl=impl)
