@@ -29,6 +29,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=int, metavar="N",
                         help="generations per compiled chunk; a checkpoint is written after each")
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures at the end")
+    parser.add_argument("--devices", type=int, metavar="N",
+                        help="shard the chains over the first N devices (default: every device, of every process)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join a multi-process run (jax.distributed.initialize): coordinator, process count and "
+                             "id from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID or the cluster "
+                             "(SLURM, Open MPI); every process runs the same command, process 0 writes")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show the progress bar")
@@ -54,12 +60,16 @@ def _log(message: str) -> None:
 
 
 def cmd_run(args) -> int:
+    if args.distributed:  # before anything touches a device
+        from jaxcollapse import sharding
+
+        sharding.initialize_distributed()
     from jaxcollapse import config, study
 
     path = config.find_study(args.study)
     outcome = study.run_study(path, args.out, overrides=args.overrides, resume=args.resume, force=args.force,
                               chunk_size=args.chunk_size, show_progress=args.progress, plots=not args.no_plots,
-                              log=_log)
+                              log=_log, devices=args.devices)
     for label in outcome.skipped:
         _log(f"{label}: already complete, skipped")
     for label, results in outcome.results.items():

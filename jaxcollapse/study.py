@@ -88,7 +88,7 @@ def _record(config: dict, family):
     return None if metrics is None else tuple(metrics)
 
 
-def build(name: str, config: dict):
+def build(name: str, config: dict, devices=None):
     """A Plan for one checked config; every ValueError becomes a ConfigError naming its key."""
     from jaxcollapse.chain import ChainProgram
 
@@ -98,7 +98,7 @@ def build(name: str, config: dict):
     try:
         program = ChainProgram(family, source, n_chains=run["n_chains"], n_generations=run["n_generations"],
                                n_samples=run["n_samples"], regime=_regime(config), record=_record(config, family),
-                               snapshot_at=run["snapshot_at"])
+                               snapshot_at=run["snapshot_at"], devices=devices)
     except ValueError as err:
         message = str(err)
         for key in ("record", "n_samples", "snapshot_at", "n_chains", "n_generations"):
@@ -152,7 +152,9 @@ def derived_metrics(config: dict, family, source, params) -> dict:
     names = derived_names(config)
     if not names or params is None:
         return {}
-    mean, cov = np.asarray(params.mean), np.asarray(params.cov)
+    if not isinstance(params, dict):
+        params = params._asdict()
+    mean, cov = np.asarray(params["mean"]), np.asarray(params["cov"])
     out = {}
     if "std" in names:
         out["std"] = np.sqrt(cov[..., 0, 0])
@@ -230,24 +232,32 @@ def run_plan(plan: Plan, path: Path, *, resume: bool = False, chunk_size: int | 
     chunk = chunk_size or run.get("chunk_size") or default_chunk(n_generations)
     key = jax.random.key(run["seed"])
     began, resumed = time.perf_counter(), False
+    writer = jax.process_index() == 0  # several processes (--distributed): all compute, process 0 writes
     if resume and (path / "checkpoint.npz").exists():
         state_like, records_like = jax.eval_shape(program.start, key)
+        carry_like = jax.eval_shape(program.layout.gather, state_like.carry)  # checkpoints hold n_chains rows
         generation, carry, records, wall_before = io.read_checkpoint(
-            path, carry_like=state_like.carry, records_like=records_like, config_digest=plan.digest)
-        state, chunks, resumed = ChainState(carry, generation), [records], True
+            path, carry_like=carry_like, records_like=records_like, config_digest=plan.digest)
+        state = program.device_state(ChainState(carry, generation))
+        chunks, resumed = [records], True
     else:
-        io.write_json(path / "config.json", plan.config)
+        if writer:
+            io.write_json(path / "config.json", plan.config)
         state, first = program.start(key)
         chunks, wall_before = [first], 0.0
-        io.write_checkpoint(path, generation=0, carry=state.carry, records=first, config_digest=plan.digest,
-                            wall_seconds=time.perf_counter() - began)
+        carry = program.host_state(state).carry  # gathered from every device (and process), padding trimmed
+        if writer:
+            io.write_checkpoint(path, generation=0, carry=carry, records=first, config_digest=plan.digest,
+                                wall_seconds=time.perf_counter() - began)
     if progress is not None:
         progress(state.generation)
     while state.generation < n_generations:
         state, records = program.advance(state, chunk)
         chunks = [_merge(chunks + [records])]
-        io.write_checkpoint(path, generation=state.generation, carry=state.carry, records=chunks[0],
-                            config_digest=plan.digest, wall_seconds=wall_before + time.perf_counter() - began)
+        carry = program.host_state(state).carry
+        if writer:
+            io.write_checkpoint(path, generation=state.generation, carry=carry, records=chunks[0],
+                                config_digest=plan.digest, wall_seconds=wall_before + time.perf_counter() - began)
         if progress is not None:
             progress(state.generation)
         if on_checkpoint is not None:
@@ -264,9 +274,34 @@ def run_plan(plan: Plan, path: Path, *, resume: bool = False, chunk_size: int | 
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **environment(),
     }
+    result = _params_apart(result, program)
     extra = derived_metrics(plan.config, plan.family, plan.source, result.params)
-    io.save_run(path, result, plan.config, manifest, extra)
+    if writer:
+        io.save_run(path, result, plan.config, manifest, extra)
+    _sync(f"saved {path}")
     return result, manifest
+
+
+def _sync(name: str) -> None:
+    """Wait for every process (after process 0 wrote what the others read next); nothing on one process."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _params_apart(result, program):
+    """With record=(names...), parameters named there come back among the metrics: move them to params."""
+    if result.params is not None:
+        return result
+    metric_names = set(program.metric_names())
+    params = {k: v for k, v in result.metrics.items() if k not in metric_names}
+    if not params:
+        return result
+    metrics = {k: v for k, v in result.metrics.items() if k in metric_names}
+    return dataclasses.replace(result, params=params, metrics=metrics)
 
 
 @dataclasses.dataclass
@@ -277,37 +312,47 @@ class StudyOutcome:
     skipped: list            # runs already complete (resume)
 
 
-def plan_study(study, overrides=()) -> tuple[dict, list[Plan]]:
+def plan_study(study, overrides=(), devices=None) -> tuple[dict, list[Plan]]:
     """Parse, check and build every run of a study file before anything compiles."""
     raw, runs = config_lib.load_study(study, overrides)
-    return raw, [build(name, cfg) for name, cfg in runs]
+    return raw, [build(name, cfg, devices) for name, cfg in runs]
 
 
 def run_study(study, out=None, *, overrides=(), resume: bool = False, force: bool = False,
               chunk_size: int | None = None, show_progress: bool | None = None, plots: bool = True,
-              log: Callable[[str], None] | None = None, on_checkpoint=None) -> StudyOutcome:
-    """Run a study file into `out` (default results/<name>): one run, or one subdirectory per sweep run."""
+              log: Callable[[str], None] | None = None, on_checkpoint=None, devices=None) -> StudyOutcome:
+    """Run a study file into `out` (default results/<name>): one run, or one subdirectory per sweep run.
+
+    devices: where the chains run (see simulate); after jax.distributed.initialize() every process
+    runs this with the same arguments, all compute and process 0 writes.
+    """
+    import jax
+
     from jaxcollapse.progress import Progress
 
     log = log or (lambda message: None)
+    writer = jax.process_index() == 0
     study = Path(study)
-    raw, plans = plan_study(study, overrides)
+    raw, plans = plan_study(study, overrides, devices)
     out = Path(out) if out is not None else Path("results") / raw["name"]
     if chunk_size is not None:
         chunk_size = config_lib._int("--chunk-size", chunk_size, 1)
     if resume and out.exists():
         _check_same_study(out, plans)
-    io.prepare(out, force=force, resume=resume)
     sweep = config_lib.sweep_settings(raw)
-    if sweep:
-        io.write_json(out / "study.json", {
-            "name": raw["name"], "description": raw.get("description", ""), "sweep": list(sweep),
-            "runs": [{"name": p.name, "settings": _settings_of(p.config, sweep)} for p in plans]})
-    shutil.copyfile(study, out / "study.toml") if not (out / "study.toml").exists() else None
+    if writer:
+        io.prepare(out, force=force, resume=resume)
+        if sweep:
+            io.write_json(out / "study.json", {
+                "name": raw["name"], "description": raw.get("description", ""), "sweep": list(sweep),
+                "runs": [{"name": p.name, "settings": _settings_of(p.config, sweep)} for p in plans]})
+        shutil.copyfile(study, out / "study.toml") if not (out / "study.toml").exists() else None
+        for plan in plans:
+            (out / plan.name if plan.name else out).mkdir(exist_ok=True)
+    _sync(f"prepared {out}")
     results, skipped = {}, []
     for i, plan in enumerate(plans):
         path = out / plan.name if plan.name else out
-        path.mkdir(exist_ok=True)
         if resume and io.is_complete(path):
             skipped.append(plan.label)
             results[plan.label] = io.Results(path)
@@ -323,9 +368,9 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
         finally:
             bar.close()
         results[plan.label] = io.Results(path)
-        if plots:
+        if plots and writer:
             _plot_quietly(lambda: __import__("jaxcollapse.plots").plots.plot_run(path), log)
-    if plots and sweep:
+    if plots and sweep and writer:
         _plot_quietly(lambda: __import__("jaxcollapse.plots").plots.plot_sweep(out), log)
     return StudyOutcome(out, plans, results, skipped)
 
