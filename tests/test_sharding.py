@@ -138,3 +138,36 @@ def test_bad_devices_are_refused(devices, match):
     with pytest.raises(ValueError, match=f"devices.*{match}|{match}"):
         jc.simulate(jax.random.key(0), fam, fam.make_params(mean=[0.0], cov=[[1.0]]), n_chains=2,
                     n_generations=1, n_samples=4, devices=devices)
+
+
+# ---------------------------------------------------------------- the CLI across two processes (slow: ~1 min)
+@pytest.mark.slow
+def test_cli_distributed_equals_one_process(tmp_path):
+    from jaxcollapse import config, study
+
+    settings = ["run.n_chains=13", "run.n_generations=6", "run.snapshot_at=[0,3]"]
+    study.run_study(config.find_study("dice"), tmp_path / "one", overrides=settings, chunk_size=2,
+                    show_progress=False, plots=False)
+    port = _free_port()
+    command = [sys.executable, "-m", "jaxcollapse.cli", "run", "dice", "--out", str(tmp_path / "two"),
+               "--chunk-size", "2", "--no-plots", "--no-progress", "--distributed"]
+    command += [arg for setting in settings for arg in ("--set", setting)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                                       JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                                       JAX_PROCESS_ID=str(i)))
+             for i in range(2)]
+    try:
+        finished = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, stderr) in zip(procs, finished):
+        assert p.returncode == 0, stderr[-4000:]
+    one, two = jc.load(tmp_path / "one"), jc.load(tmp_path / "two")
+    assert two.manifest["devices"] and len(two.manifest["devices"]) == 4
+    for name in one.metrics:
+        np.testing.assert_array_equal(two.metrics[name], one.metrics[name], err_msg=name)
+    np.testing.assert_array_equal(two.snapshots, one.snapshots)
