@@ -155,9 +155,11 @@ def test_empty_component_is_reseeded_deterministically():
                                for _ in range(2))
     for leaf in params:
         assert np.all(np.isfinite(np.asarray(leaf)))
-    seeded = np.asarray(params.means[1])
-    distances = np.linalg.norm(np.asarray(x)[10:] - seeded, axis=1)
-    assert distances.min() == 0.0  # a training point with positive weight
+    # re-seeded at the worst-explained training point (w > 0) + (1/K) x the data's per-axis std
+    kept = np.asarray(x, np.float64)[10:]
+    under_component0 = scipy.stats.multivariate_normal(np.zeros(2), np.eye(2)).logpdf(kept)
+    expected = kept[np.argmin(under_component0)] + 0.5 * kept.std(0)
+    np.testing.assert_allclose(np.asarray(params.means[1]), expected, rtol=1e-4)
     np.testing.assert_array_equal(np.asarray(params.means), np.asarray(again.means))
     # and a whole fit from there is finite and converges
     fam = GMM(2, 2, tol=1e-5, max_iter=500, init="previous")
