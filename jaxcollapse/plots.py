@@ -1,0 +1,298 @@
+"""Figures of a results directory (matplotlib, Agg backend; the core never imports this file).
+
+plot(DIR) draws, for a run:
+    <metric>.png          fan chart over generations: median, 10-90% band across chains, the Monte
+                          Carlo mean, and the closed form of jaxcollapse.theory where one applies
+    collapse_times.png    histogram of the first generation at which the collapse rule holds
+    support_decay.png     categorical: share of chains with each support size, per generation
+    snapshots.png         the stored training points at the snapshot generations
+and for a sweep, compare_<metric>.png: the runs' medians and bands, one panel per setting.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxcollapse import io  # noqa: E402
+from jaxcollapse import study as study_lib  # noqa: E402
+
+BAND = (10, 90)
+
+
+# ---------------------------------------------------------------- theory overlays
+def theory_curves(config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
+    """(values, label) of closed forms that apply to this run's metric (compare with the MC mean)."""
+    from jaxcollapse import theory
+
+    family, regime, source = config["family"], config["regime"]["kind"], config["source"]
+    if family["name"] != "gaussian" or "data" in source or "dataset" in source:
+        return []
+    if family.get("lam", 1.0) != 1.0 or family.get("reg_covar", 0.0) != 0.0:
+        return []
+    g = np.asarray(generations, dtype=float)
+    m, dim, ddof = config["run"]["n_samples"], family["dim"], family.get("ddof", 1)
+    cov = np.asarray(source["cov"], float) if "cov" in source else source.get("std", 1.0) ** 2 * np.eye(dim)
+    curves = []
+    if regime == "replace":
+        if dim == 1:
+            sigma = math.sqrt(cov[0, 0])
+            if metric == "std":
+                curves.append((theory.gaussian_expected_std(g, m, sigma, ddof), r"theory E[$\sigma_g$]"))
+            if metric == "mean_sq_error":
+                curves.append((theory.gaussian_expected_mean_sq_error(g, m, sigma, ddof),
+                               r"theory E[$(\mu_g-\mu)^2$]"))
+        if ddof == 0 and metric == "mean_sq_error" and dim > 1:
+            curves.append((theory.mvn_expected_mean_sq_error(g, m, np.trace(cov)), r"theory E$\|\mu_g-\mu_0\|^2$"))
+        if ddof == 0 and metric == "det_ratio":
+            curves.append((theory.mvn_expected_det_ratio(g, m, dim), r"theory E[det $\Sigma_g$]/det $\Sigma_0$"))
+    if regime == "accumulate" and ddof == 0 and metric == "mean_sq_error":
+        curves.append((theory.mvn_accumulate_mean_sq_error_bound(g, m, np.trace(cov)), "theory: upper bound"))
+    return curves
+
+
+# ---------------------------------------------------------------- pieces
+def _finite(values):
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _bands(values):
+    values = _finite(values)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, median, high = np.nanpercentile(values, (BAND[0], 50, BAND[1]), axis=0)
+            mean = np.nanmean(values, axis=0)
+    return low, median, high, mean
+
+
+def _log_apt(*arrays) -> bool:
+    """Log y where the values are positive and span more than two decades."""
+    values = np.concatenate([np.ravel(a) for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size == 0 or np.any(values <= 0):
+        return False
+    return values.max() / values.min() > 100
+
+
+def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True):
+    """Median and 10-90% band across chains of values [chain, generation]; returns the plotted arrays."""
+    generations = np.arange(values.shape[1])
+    low, median, high, mean = _bands(values)
+    ax.fill_between(generations, low, high, color=color, alpha=0.25, linewidth=0,
+                    label=None if label else f"{BAND[0]}-{BAND[1]}% of chains")
+    ax.plot(generations, median, color=color, lw=1.8, label=label or "median")
+    drawn = [low, median, high]
+    if show_mean:
+        ax.plot(generations, mean, color=color, lw=1.0, ls="--", label=None if label else "mean")
+        drawn.append(mean)
+    for curve, curve_label in theory:
+        ax.plot(generations, np.broadcast_to(curve, generations.shape), color="k", lw=1.2, ls=":", label=curve_label)
+        drawn.append(np.asarray(curve))
+    return drawn
+
+
+def _title(results: io.Results) -> str:
+    config = results.config
+    return f"{results.name}: {study_lib._describe(config)}, n = {config['run']['n_samples']}"
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- one run
+def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
+    values = np.asarray(results.metrics[metric])
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    curves = theory_curves(results.config, metric, np.arange(values.shape[1]))
+    drawn = fan_chart(ax, values, theory=curves)
+    if _log_apt(*drawn):
+        ax.set_yscale("log")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{_title(results)}\n{results.n_chains} chains", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | None:
+    if rule.get("metric") not in results.metrics:
+        return None
+    times = study_lib.collapse_times(results.metrics[rule["metric"]], rule)
+    done = times[times >= 0]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if done.size:
+        bins = np.linspace(0, max(done.max(), 1), min(60, max(done.max(), 1) + 1) + 1)
+        ax.hist(done, bins=bins, color="C3", alpha=0.8)
+        ax.axvline(np.median(done), color="k", ls="--", lw=1, label=f"median {np.median(done):g}")
+        ax.legend(fontsize=8, frameon=False)
+    ax.set_xlabel(f"collapse time: first generation with {study_lib.describe_rule(rule)}")
+    ax.set_ylabel("chains")
+    never = int(np.sum(times < 0))
+    ax.set_title(f"{_title(results)}\n{done.size} of {times.size} chains collapsed within "
+                 f"{results.n_generations} generations" + (f" ({never} never)" if never else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_support_decay(results: io.Results, path: Path) -> Path | None:
+    if "support_size" not in results.metrics:
+        return None
+    support = np.asarray(results.metrics["support_size"])
+    n_states = int(results.config["family"]["n_states"])
+    generations = np.arange(support.shape[1])
+    shares = np.stack([(support == k).mean(axis=0) for k in range(1, n_states + 1)])
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    colors = plt.cm.viridis(np.linspace(0.05, 0.95, n_states))
+    ax.stackplot(generations, shares, labels=[f"{k} face{'s' if k > 1 else ''}" for k in range(1, n_states + 1)],
+                 colors=colors, alpha=0.9)
+    ax.set_xlim(0, generations[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("share of chains")
+    ax.set_title(f"{_title(results)}\nsupport size (states with probability > 0)", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="center right", title="support", title_fontsize=7)
+    return _save(fig, path)
+
+
+def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | None:
+    """The training points at the snapshot generations, drawn according to their shape."""
+    if results.snapshots is None or not results.snapshot_at:
+        return None
+    samples, gens = np.asarray(results.snapshots), results.snapshot_at
+    point_shape = samples.shape[3:]
+    k = len(gens)
+    if np.issubdtype(samples.dtype, np.integer) and point_shape == ():  # categorical states
+        n_states = int(results.config["family"].get("n_states", samples.max() + 1))
+        n_rows = min(chains, len(samples))
+        fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 0.5 + 0.16 * n_rows), sharey=True, squeeze=False)
+        for ax, j, g in zip(axes[0], range(k), gens):
+            counts = np.stack([np.bincount(samples[c, j], minlength=n_states) for c in range(n_rows)])
+            image = ax.imshow(counts, aspect="auto", cmap="magma_r", vmin=0, vmax=samples.shape[2],
+                              interpolation="nearest")
+            ax.set_title(f"generation {g}", fontsize=9)
+            ax.set_xlabel("state")
+            ax.set_xticks(range(n_states))
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axes[0, 0].set_ylabel("chain")
+        fig.colorbar(image, ax=axes[0].tolist(), label="count in the sample", fraction=0.03)
+    elif point_shape in ((), (1,)):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        colors = plt.cm.plasma(np.linspace(0.1, 0.85, k))
+        for j, g in enumerate(gens):
+            ax.hist(samples[0, j].ravel(), bins=30, histtype="step", lw=1.5, color=colors[j], density=True,
+                    label=f"generation {g}")
+        ax.set_xlabel("x (chain 0)")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8, frameon=False)
+    elif point_shape == (2,):
+        fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.8), sharex=True, sharey=True, squeeze=False)
+        for ax, j, g in zip(axes[0], range(k), gens):
+            ax.scatter(samples[0, j, :, 0], samples[0, j, :, 1], s=3, alpha=0.5)
+            ax.set_title(f"generation {g}", fontsize=9)
+            ax.set_aspect("equal", adjustable="datalim")
+    elif len(point_shape) == 2:  # images
+        n_images = min(8, samples.shape[2])
+        fig, axes = plt.subplots(k, n_images, figsize=(1.1 * n_images, 1.15 * k), squeeze=False)
+        for j, g in enumerate(gens):
+            for i in range(n_images):
+                axes[j, i].imshow(samples[0, j, i], cmap="gray_r", vmin=0, vmax=1)
+                axes[j, i].set_xticks([])
+                axes[j, i].set_yticks([])
+            axes[j, 0].set_ylabel(f"gen {g}", fontsize=8)
+    else:
+        return None
+    fig.suptitle(f"{_title(results)}\ntraining points at snapshot generations", fontsize=9, y=1.02)
+    if not (np.issubdtype(samples.dtype, np.integer) and point_shape == ()):
+        fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_run(path) -> list[Path]:
+    """Every figure of one run's directory, into DIR/figures/."""
+    results = io.Results(path)
+    figures = Path(path) / "figures"
+    figures.mkdir(exist_ok=True)
+    written = []
+    for metric, values in results.metrics.items():
+        if np.ndim(values) == 2:
+            written.append(plot_metric(results, metric, figures / f"{metric}.png"))
+    rule = study_lib.collapse_rule(results.config)
+    extra = [plot_collapse_times(results, rule, figures / "collapse_times.png") if rule else None,
+             plot_support_decay(results, figures / "support_decay.png"),
+             plot_snapshots(results, figures / "snapshots.png")]
+    return written + [p for p in extra if p is not None]
+
+
+# ---------------------------------------------------------------- sweeps
+def _label(value) -> str:
+    if isinstance(value, dict):
+        return value.get("kind", "") + (f"({value['fraction']})" if "fraction" in value else "")
+    return str(value)
+
+
+def plot_sweep(path) -> list[Path]:
+    """compare_<metric>.png: lines = the last swept key, panels = the other swept keys' combinations."""
+    sweep = io.Sweep(path)
+    figures = Path(path) / "figures"
+    figures.mkdir(exist_ok=True)
+    keys = sweep.study["sweep"]
+    line_key, panel_keys = keys[-1], keys[:-1]
+    settings = sweep.settings
+    panels: dict = {}
+    for name in sweep:
+        panel = tuple(_label(settings[name][k]) for k in panel_keys)
+        panels.setdefault(panel, []).append(name)
+    metrics = [m for m in next(iter(sweep.values())).metrics
+               if all(m in r.metrics and np.ndim(r.metrics[m]) == 2 for r in sweep.values())]
+    written = []
+    n_cols = min(len(panels), 4)
+    n_rows = math.ceil(len(panels) / n_cols)
+    for metric in metrics:
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.0 * n_rows), squeeze=False)
+        for ax, (panel, names) in zip(axes.ravel(), panels.items()):
+            drawn = []
+            for i, name in enumerate(names):
+                drawn += fan_chart(ax, np.asarray(sweep[name].metrics[metric]), label=_label(settings[name][line_key]),
+                                   color=f"C{i}", show_mean=False)
+            if _log_apt(*drawn):
+                ax.set_yscale("log")
+            ax.set_title(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(panel_keys, panel)) or metric,
+                         fontsize=9)
+            ax.set_xlabel("generation")
+            ax.grid(alpha=0.3)
+        for ax in axes.ravel()[len(panels):]:
+            ax.set_visible(False)
+        for row in axes:
+            row[0].set_ylabel(metric)
+        axes[0, 0].legend(fontsize=7, frameon=False, title=line_key.rsplit(".", 1)[-1], title_fontsize=7)
+        fig.suptitle(f"{sweep.study['name']}: {metric}, median and {BAND[0]}-{BAND[1]}% band across chains",
+                     fontsize=10)
+        fig.tight_layout()
+        written.append(_save(fig, figures / f"compare_{metric}.png"))
+    return written
+
+
+def plot(path) -> list[Path]:
+    """All figures of a results directory (a run or a sweep)."""
+    path = Path(path)
+    if (path / "study.json").exists():
+        sweep = io.Sweep(path)
+        written = []
+        for name in sweep:
+            written += plot_run(path / name)
+        return written + plot_sweep(path)
+    return plot_run(path)

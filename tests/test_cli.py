@@ -1,0 +1,125 @@
+"""The `jaxcollapse` command end to end: a tiny run, kill -9 then --resume, errors, list/info/plot."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import jaxcollapse
+from jaxcollapse import cli, io
+
+from _studies import DICE, finished, write
+
+ARRAY_FILES = ("metrics.npz", "params.npz", "fit_info.npz", "snapshots.npz")
+
+
+def test_run_end_to_end(tmp_path, capsys):
+    study = write(tmp_path, DICE)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(study), "--out", str(out), "--set", "run.seed=4", "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "median over 16 chains" in printed and str(out) in printed and "support_size" in printed
+    res = jaxcollapse.load(out)
+    assert res.metrics["support_size"].shape == (16, 7)
+    assert res.config["run"]["seed"] == 4 and res.manifest["seed"] == 4
+    assert res.manifest["chain_generations_per_second"] > 0
+    assert (out / "study.toml").read_text() == DICE
+    # a second run into the same directory is refused, and the results are untouched
+    before = (out / "metrics.npz").read_bytes()
+    assert cli.main(["run", str(study), "--out", str(out), "--no-plots"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (out / "metrics.npz").read_bytes() == before
+    # --force reruns it (seed 3 now, so different results)
+    assert cli.main(["run", str(study), "--out", str(out), "--no-plots", "--force"]) == 0
+    assert (out / "metrics.npz").read_bytes() != before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("run.n_chainz=3", "run.n_chainz = 3 (unknown key"),
+    ('run.n_chains="many"', 'run.n_chains = "many" (wrong type: a string); allowed: an integer >= 1'),
+    ("run.n_samples=0", "run.n_samples = 0 (out of range); allowed: an integer >= 1"),
+])
+def test_config_errors_exit_2_with_named_message(tmp_path, capsys, override, message):
+    code = cli.main(["run", str(write(tmp_path, DICE)), "--out", str(tmp_path / "o"), "--set", override])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing created before the config is valid
+
+
+def _checkpoint_generation(path):
+    try:
+        with np.load(path / "checkpoint.npz", allow_pickle=False) as npz:
+            return int(npz["generation"])
+    except (FileNotFoundError, OSError, ValueError, KeyError):
+        return -1
+
+
+def test_kill_9_then_resume_is_bit_identical(tmp_path, tmp_path_factory):
+    text = DICE.replace("n_generations = 6", "n_generations = 400").replace("snapshot_at = [0, 6]",
+                                                                            "snapshot_at = [0, 7, 400]")
+    study = write(tmp_path, text)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "jaxcollapse.cli", "run", str(study), "--out", str(killed),
+               "--chunk-size", "1", "--no-plots"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _checkpoint_generation(killed) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = _checkpoint_generation(killed)
+    assert 2 <= stopped_at < 400, "the run must be cut off mid-way for this test to mean anything"
+    assert not (killed / "manifest.json").exists()
+
+    assert cli.main(["run", str(study), "--out", str(killed), "--resume", "--no-plots"]) == 0
+    resumed = jaxcollapse.load(killed)
+    assert resumed.manifest["resumed"] is True
+
+    whole = finished(tmp_path_factory, text.replace("chunk_size = 2", "chunk_size = 400"))
+    for name in ARRAY_FILES:
+        a, b = io.read_npz(killed / name), io.read_npz(whole.path / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key].dtype == b[key].dtype
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}:{key}")
+
+
+def test_resume_refuses_a_different_config(tmp_path, capsys):
+    study = write(tmp_path, DICE)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(study), "--out", str(out), "--no-plots"]) == 0
+    assert cli.main(["run", str(study), "--out", str(out), "--resume", "--set", "run.n_chains=17"]) == 2
+    assert "run.n_chains: 16 != 17" in capsys.readouterr().err
+    # the same config resumes a finished run by skipping it
+    assert cli.main(["run", str(study), "--out", str(out), "--resume", "--no-plots"]) == 0
+    assert "already complete" in capsys.readouterr().err
+
+
+def test_list_and_info(capsys):
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "dice" in listed and "collapse_or_thrive" in listed and "gaussian_theorem31" in listed
+    assert cli.main(["info"]) == 0
+    info = capsys.readouterr().out
+    assert "jax" in info and "devices" in info and "cpu" in info.lower()
+
+
+def test_plot_and_summary_commands(tmp_path_factory, capsys):
+    path = finished(tmp_path_factory, DICE).path
+    assert cli.main(["plot", str(path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert any(w.endswith("support_decay.png") for w in written)
+    assert cli.main(["summary", str(path)]) == 0
+    assert "collapse (support_size < 2)" in capsys.readouterr().out
+
+
+def test_console_script_help():
+    # the installed entry point (pyproject [project.scripts]) is the same main()
+    done = subprocess.run([sys.executable, "-m", "jaxcollapse.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "run" in done.stdout and "list" in done.stdout
