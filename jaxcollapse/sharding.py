@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,7 +84,7 @@ def make_mesh(devices=None) -> Mesh:
 class ChainLayout:
     """Where the chain axis lives: n_chains real chains, padded to n_padded rows over `mesh`.
 
-    mesh is None when there is one device and one process: arrays are then left where JAX puts them.
+    mesh is None when the run is on JAX's default device alone: arrays are then left where JAX puts them.
     """
 
     mesh: Mesh | None
@@ -94,7 +95,7 @@ class ChainLayout:
     def build(cls, devices, n_chains: int) -> "ChainLayout":
         mesh = make_mesh(devices)
         n_devices = mesh.devices.size
-        if n_devices == 1 and jax.process_count() == 1:
+        if n_devices == 1 and jax.process_count() == 1 and mesh.devices.flat[0] == _default_device():
             return cls(None, n_chains, n_chains)
         return cls(mesh, n_chains, -(-n_chains // n_devices) * n_devices)
 
@@ -178,6 +179,11 @@ def over_chains(fn, mesh: Mesh | None, shared, *per_chain):
     in_specs = (P(),) + (P(CHAINS),) * len(per_chain)
     # check_vma=False: no collectives here to type-check, and numpyro code inside scan trips the checker
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=P(CHAINS), check_vma=False)(shared, *per_chain)
+
+
+def _default_device():
+    default = jax.config.jax_default_device
+    return default if isinstance(default, jax.Device) else jax.devices()[0]
 
 
 def _is_key(leaf) -> bool:
