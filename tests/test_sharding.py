@@ -29,70 +29,19 @@ def _env():
     return env
 
 
-def _run_worker(*args):
-    done = subprocess.run([sys.executable, str(WORKER), *map(str, args)], capture_output=True, text=True,
-                          timeout=TIMEOUT, env=_env())
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _assert_same(arrays, prefix_a, prefix_b):
-    names = sorted(k[len(prefix_a):] for k in arrays if k.startswith(prefix_a))
-    assert names and names == sorted(k[len(prefix_b):] for k in arrays if k.startswith(prefix_b))
-    for name in names:
-        np.testing.assert_array_equal(arrays[prefix_a + name], arrays[prefix_b + name], err_msg=name)
-
-
-@pytest.fixture(scope="module")
-def mesh_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mesh") / "mesh.npz"
-    report = _run_worker("mesh", out)
-    with np.load(out) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return report, arrays
-
-
-# ---------------------------------------------------------------- 8 fake devices, one process
-@pytest.mark.parametrize("kind", worker.KINDS)
-def test_sharded_equals_unsharded_bit_for_bit(mesh_run, kind):
-    report, arrays = mesh_run
-    assert report["devices"] == 8
-    assert arrays[f"{kind}/all/params.cov"].shape == (worker.N_CHAINS, 5, 2, 2)  # padding trimmed
-    _assert_same(arrays, f"{kind}/one/", f"{kind}/all/")
-
-
-@pytest.mark.parametrize("kind", worker.KINDS)
-def test_carry_stays_sharded_over_all_devices(mesh_run, kind):
-    checks = mesh_run[0]["checks"][kind]
-    assert checks["n_padded"] == 16
-    assert checks["carry_devices"] == [8]
-    assert checks["carry_specs"] == ["P('chains',)"]
-
-
-def test_no_collective_inside_a_chunk(mesh_run):
-    # accumulate_subsample's top_k over the pool is what sharding propagation alone would all-gather
-    assert mesh_run[0]["checks"]["accumulate_subsample"]["collectives"] == []
-
-
-def test_checkpoint_resumes_on_another_device_count(mesh_run):
-    report, arrays = mesh_run
-    assert report["checks"]["keep_real"]["resumed_devices"] == 3
-    _assert_same(arrays, "keep_real/one/", "keep_real/resumed/")
-
-
-# ---------------------------------------------------------------- two processes joined by jax.distributed
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tmp_path):
-    port, n_processes = _free_port(), 2
-    outs = [tmp_path / f"process{i}.npz" for i in range(n_processes)]
-    procs = [subprocess.Popen([sys.executable, str(WORKER), *map(str, ("process", outs[i], port, i, n_processes))],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-             for i in range(n_processes)]
+def _launch(*args, **env):
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(_env(), **env))
+
+
+def _finish(procs):
+    """The last stdout line of each worker, as JSON; every worker killed if any fails or times out."""
     try:
         finished = [p.communicate(timeout=TIMEOUT) for p in procs]
     finally:
@@ -100,19 +49,84 @@ def test_two_processes_equal_one(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (stdout, stderr) in zip(procs, finished):
+    for p, (_, stderr) in zip(procs, finished):
         assert p.returncode == 0, stderr[-4000:]
-    reports = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
+    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
+
+
+def _load(path):
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _assert_same(actual, expected, label=""):
+    assert actual and sorted(actual) == sorted(expected)
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=f"{label} {name}")
+
+
+def _strip(arrays, prefix):
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The workers (8 fake devices; two processes) started together, and the one-device reference
+    computed here meanwhile: {"mesh": (report, arrays), "processes": [(report, arrays)], "one": {kind: arrays}}."""
+    tmp = tmp_path_factory.mktemp("sharding")
+    port, n_processes = _free_port(), 2
+    mesh_proc = _launch("mesh", tmp / "mesh.npz")
+    process_outs = [tmp / f"process{i}.npz" for i in range(n_processes)]
+    process_procs = [_launch("process", process_outs[i], port, i, n_processes) for i in range(n_processes)]
+    try:
+        one = {}
+        for kind in worker.KINDS:
+            family, source, kwargs = worker.study(kind)
+            result = jc.simulate(jax.random.key(7), family, source, devices=1, **kwargs)
+            one[kind] = _strip(worker.flat(result, kind), f"{kind}/")
+    finally:
+        *process_reports, mesh_report = _finish(process_procs + [mesh_proc])
+    return {"mesh": (mesh_report, _load(tmp / "mesh.npz")),
+            "processes": [(r, _strip(_load(out), "keep_real/")) for r, out in zip(process_reports, process_outs)],
+            "one": one}
+
+
+# ---------------------------------------------------------------- 8 fake devices, one process
+@pytest.mark.parametrize("kind", worker.KINDS)
+def test_sharded_equals_unsharded_bit_for_bit(runs, kind):
+    report, arrays = runs["mesh"]
+    assert report["devices"] == 8
+    sharded = _strip(arrays, f"{kind}/all/")
+    assert sharded["params.cov"].shape == (worker.N_CHAINS, 5, 2, 2)  # padding trimmed
+    _assert_same(sharded, runs["one"][kind], kind)
+
+
+@pytest.mark.parametrize("kind", worker.KINDS)
+def test_carry_stays_sharded_over_all_devices(runs, kind):
+    checks = runs["mesh"][0]["checks"][kind]
+    assert checks["n_padded"] == 16
+    assert checks["carry_devices"] == [8]
+    assert checks["carry_specs"] == ["P('chains',)"]
+
+
+def test_no_collective_inside_a_chunk(runs):
+    # accumulate_subsample's top_k over the pool is what sharding propagation alone would all-gather
+    assert runs["mesh"][0]["checks"]["accumulate_subsample"]["collectives"] == []
+
+
+def test_checkpoint_resumes_on_another_device_count(runs):
+    report, arrays = runs["mesh"]
+    assert report["checks"]["keep_real"]["resumed_devices"] == 3
+    _assert_same(_strip(arrays, "keep_real/resumed/"), runs["one"]["keep_real"], "resumed")
+
+
+# ---------------------------------------------------------------- two processes joined by jax.distributed
+def test_two_processes_equal_one(runs):
+    reports = [report for report, _ in runs["processes"]]
     assert [r["process"] for r in reports] == [0, 1]
     assert all(r["processes"] == 2 and r["devices"] == 4 and r["local_devices"] == 2 for r in reports)
-
-    family, source, kwargs = worker.study("keep_real")
-    single = worker.flat(jc.simulate(jax.random.key(7), family, source, devices=1, **kwargs), "keep_real")
-    for out in outs:
-        with np.load(out) as npz:
-            assert sorted(npz.files) == sorted(single)
-            for name in single:
-                np.testing.assert_array_equal(npz[name], single[name], err_msg=f"{out.name}: {name}")
+    for report, arrays in runs["processes"]:
+        _assert_same(arrays, runs["one"]["keep_real"], f"process {report['process']}")
 
 
 # ---------------------------------------------------------------- layout, in this process
