@@ -153,7 +153,8 @@ def main(argv=None):
 
     out = {"machine": f"{os.cpu_count()} CPU cores, backend {jax.default_backend()}, "
                       f"devices {[str(d) for d in jax.devices()]}",
-           "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")}
+           "jax": jax.__version__, "date": time.strftime("%Y-%m-%d"),
+           "load_average_before": os.getloadavg()}  # other work on the machine skews the timings
     families = args.families.split(",")
     if args.part in ("all", "chains"):
         out["chains"] = [sweep_chains(name, args.budget, args.max_chains) for name in families]
@@ -163,6 +164,7 @@ def main(argv=None):
         out["devices"] = {"fake_cpu_devices": fake,
                           "rows": [r for name in families for r in sweep_devices(name, args.device_chains if
                                    name == "gaussian" else args.device_chains // 16, counts, fake)]}
+    out["load_average_after"] = os.getloadavg()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
