@@ -56,6 +56,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _log(message: str) -> None:
+    sys.stdout.flush()  # keep the order of both streams when they share a pipe
     print(message, file=sys.stderr, flush=True)
 
 

@@ -116,8 +116,13 @@ def _save(fig, path: Path) -> Path:
 def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
     values = np.asarray(results.metrics[metric])
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    curves = theory_curves(results.config, metric, np.arange(values.shape[1]))
-    drawn = fan_chart(ax, values, theory=curves)
+    if values.ndim == 3:  # one value per component (GMM): a fan per index
+        drawn = []
+        for k in range(values.shape[2]):
+            drawn += fan_chart(ax, values[:, :, k], label=f"{metric}[{k}] median", color=f"C{k}", show_mean=False)
+    else:
+        curves = theory_curves(results.config, metric, np.arange(values.shape[1]))
+        drawn = fan_chart(ax, values, theory=curves)
     if _log_apt(*drawn):
         ax.set_yscale("log")
     ax.set_xlabel("generation")
@@ -203,7 +208,7 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
         for ax, j, g in zip(axes[0], range(k), gens):
             ax.scatter(samples[0, j, :, 0], samples[0, j, :, 1], s=3, alpha=0.5)
             ax.set_title(f"generation {g}", fontsize=9)
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_aspect("equal", adjustable="box")
     elif len(point_shape) == 2:  # images
         n_images = min(8, samples.shape[2])
         fig, axes = plt.subplots(k, n_images, figsize=(1.1 * n_images, 1.15 * k), squeeze=False)
@@ -228,7 +233,7 @@ def plot_run(path) -> list[Path]:
     figures.mkdir(exist_ok=True)
     written = []
     for metric, values in results.metrics.items():
-        if np.ndim(values) == 2:
+        if np.ndim(values) == 2 or (np.ndim(values) == 3 and np.shape(values)[2] <= 8):
             written.append(plot_metric(results, metric, figures / f"{metric}.png"))
     rule = study_lib.collapse_rule(results.config)
     extra = [plot_collapse_times(results, rule, figures / "collapse_times.png") if rule else None,
@@ -262,7 +267,7 @@ def plot_sweep(path) -> list[Path]:
     n_cols = min(len(panels), 4)
     n_rows = math.ceil(len(panels) / n_cols)
     for metric in metrics:
-        fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.0 * n_rows), squeeze=False)
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(3.6 * n_cols, 6.0), max(3.0 * n_rows, 3.8)), squeeze=False)
         for ax, (panel, names) in zip(axes.ravel(), panels.items()):
             drawn = []
             for i, name in enumerate(names):
