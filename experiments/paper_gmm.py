@@ -98,7 +98,8 @@ def plot(cfg, res, l2, out: pathlib.Path):
         gx, gy = np.meshgrid(grid + centre[0], grid + centre[1])
         dens = np.exp(np.asarray(mixture_metrics.log_prob(p, np.stack([gx.ravel(), gy.ravel()], 1))))
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.35, color="tab:blue")
-        ax.contour(gx, gy, dens.reshape(gx.shape), levels=6, colors="tab:red", linewidths=0.8)
+        levels = dens.max() * np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9])  # fixed fractions: no corner artefacts
+        ax.contour(gx, gy, dens.reshape(gx.shape), levels=levels, colors="tab:red", linewidths=0.8)
         ax.set_xlim(centre[0] - half, centre[0] + half)
         ax.set_ylim(centre[1] - half, centre[1] + half)
         ax.set_aspect("equal")

@@ -14,7 +14,7 @@ def x64():
     jax.config.update("jax_enable_x64", before)
 
 
-@pytest.mark.parametrize("init", ["kmeans++", "previous"])
+@pytest.mark.parametrize("init", ["previous", pytest.param("kmeans++", marks=pytest.mark.slow)])
 def test_simulate_gmm_and_replay_one_chain(x64, init):
     """float64: in float32 a rounding difference can flip a stopping decision that sits right at tol."""
     fam = jc.GMM(2, dim=2, tol=1e-4, max_iter=200, init=init)

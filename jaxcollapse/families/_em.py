@@ -262,8 +262,8 @@ def em(params: MixtureParams, x, w, *, tol, max_iter: int, covariance: str, reg_
     Written for vmap. One chain: a lax.while_loop. Under vmap (a custom_vmap rule): each lane
     runs exactly the one-chain recurrence, and a finished lane is frozen (a select on `done`),
     so a converged chain keeps its result while others iterate and equals the chain fitted
-    alone; and the batch is compacted as it finishes - when half the lanes of a stage are done,
-    the still-running ones are gathered into a batch half as large - so a few slow chains do
+    alone; and the batch is compacted as it finishes - when 3/4 of the lanes of a stage are done,
+    the still-running ones are gathered into a batch a quarter as large - so a few slow chains do
     not make every chain pay for their iterations (iteration counts are heavy-tailed).
     """
     dtype = x.dtype
@@ -329,9 +329,9 @@ def _em_program(max_iter: int, covariance: str):
         fb = jax.vmap(lambda xt_, w_, r_: fallback(xt_, w_, K, covariance, r_))(xt, w, reg_covar)
         state = _start_state(params, (B,))
 
-        sizes = [B]
+        sizes = [B]  # each stage a quarter of the last: few stages keep compile time down
         while sizes[-1] > 1:
-            sizes.append((sizes[-1] + 1) // 2)
+            sizes.append((sizes[-1] + 3) // 4)
         lanes = jnp.arange(B)
         for stage, size in enumerate(sizes):
             nxt = sizes[stage + 1] if stage + 1 < len(sizes) else 0
