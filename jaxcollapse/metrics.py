@@ -23,7 +23,10 @@ def gaussian_w2(p, q):
         cov_term = (jnp.sqrt(p.cov[0, 0]) - jnp.sqrt(q.cov[0, 0])) ** 2
     else:
         chol_q = jnp.linalg.cholesky(q.cov)
-        cross = jnp.linalg.eigvalsh(chol_q.T @ p.cov @ chol_q)
+        # a failed (non-finite) chain would send XLA's CPU eigensolver into endless sweeps: solve on I instead
+        finite = jnp.all(jnp.isfinite(p.cov)) & jnp.all(jnp.isfinite(chol_q))
+        product = jnp.where(finite, chol_q.T @ p.cov @ chol_q, jnp.eye(p.cov.shape[-1], dtype=p.cov.dtype))
+        cross = jnp.where(finite, jnp.linalg.eigvalsh(product), jnp.nan)
         cov_term = jnp.trace(p.cov) + jnp.trace(q.cov) - 2.0 * jnp.sum(jnp.sqrt(jnp.clip(cross, 0.0)))
     return jnp.sqrt(jnp.clip(mean_term + cov_term, 0.0))
 
