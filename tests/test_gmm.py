@@ -180,11 +180,11 @@ def test_collapsed_data_stays_finite(init):
 
 
 # ------------------------------------------------------------------ per-chain masking under vmap
-def test_vmapped_chains_equal_each_chain_alone():
+def test_vmapped_chains_equal_each_chain_alone(x64):
     """A batch of chains (different iteration counts) equals each chain fitted alone.
 
-    Asserted to float32 rounding (rtol 1e-5), plus identical iteration counts; the batched and
-    single programs may order floating-point sums differently, so bit equality is not promised.
+    In float64, to rounding, with identical iteration counts: the batched and single programs may
+    order sums differently, and in float32 that can flip a stop decision sitting right at tol.
     """
     fam = GMM(2, 2, tol=1e-5, max_iter=300)
     src = fam.make_params([0.5, 0.5], [[0.0, 0.0], [1.5, 0.0]], [np.eye(2), 0.5 * np.eye(2)])
@@ -203,7 +203,7 @@ def test_vmapped_chains_equal_each_chain_alone():
         assert int(info.n_iter) == iterations[c]
         assert bool(info.converged) == bool(batch_info.converged[c])
         for a, b in zip(params, batch_params):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b[c]), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[c]), rtol=1e-9, atol=1e-12)
 
 
 def test_previous_without_params_falls_back_to_kmeans():
