@@ -18,7 +18,7 @@ import numpy as np
 import jaxcollapse as jc
 
 
-def numpy_vectorised(rng, n_chains, n_generations, n_samples, dim, ddof=1):
+def numpy_vectorised(rng, n_chains, n_generations, n_samples, dim, ddof=1, reg_covar=0.0):
     """All chains at once with NumPy batched linear algebra: what a careful researcher writes."""
     mean = np.zeros((n_chains, dim), np.float32)
     chol = np.broadcast_to(np.eye(dim, dtype=np.float32), (n_chains, dim, dim))
@@ -29,10 +29,23 @@ def numpy_vectorised(rng, n_chains, n_generations, n_samples, dim, ddof=1):
         x = mean[:, None, :] + np.einsum("cnd,ced->cne", z, chol)
         mean = x.mean(axis=1)
         centred = x - mean[:, None, :]
-        cov = np.einsum("cnd,cne->cde", centred, centred) / (n_samples - ddof)
+        cov = np.einsum("cnd,cne->cde", centred, centred) / (n_samples - ddof) + reg_covar * np.eye(dim, dtype=np.float32)
         means[:, g], covs[:, g] = mean, cov
-        chol = np.linalg.cholesky(cov)
+        chol = cholesky_or_nan(cov)
     return means, covs
+
+
+def cholesky_or_nan(cov):
+    """Batched Cholesky; a chain whose covariance is no longer positive definite gets NaN (as in JAX)."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        eye = np.eye(cov.shape[-1], dtype=cov.dtype)
+        finite = np.all(np.isfinite(cov), axis=(-2, -1))
+        ok = finite & np.all(np.linalg.eigvalsh(np.where(finite[:, None, None], cov, eye)) > 0, axis=-1)
+        chol = np.linalg.cholesky(np.where(ok[:, None, None], cov, eye))
+        chol[~ok] = np.nan
+        return chol
 
 
 def numpy_per_chain(rng, n_chains, n_generations, n_samples, dim, ddof=1):
@@ -62,16 +75,19 @@ def main():
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--dims", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--reg-covar", type=float, default=1e-6,
+                        help="diagonal floor for both (float32 Cholesky fails on chains collapsed past 1e7 condition)")
     parser.add_argument("--loop-chains", type=int, default=20, help="chains for the per-chain Python loop")
     args = parser.parse_args()
 
     print(f"# {platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"numpy {np.__version__}; M={args.samples}, G={args.generations}, replace, ddof=1, float32")
+          f"numpy {np.__version__}; M={args.samples}, G={args.generations}, replace, ddof=1, float32, "
+          f"reg_covar={args.reg_covar}")
     print(f"{'dim':>4} {'chains':>7} {'jax cg/s':>12} {'numpy-vec cg/s':>15} {'ratio':>7} {'compile s':>10}"
           f" {'E[sigma_G] jax':>15} {'numpy':>7} {'theory':>7}")
     rng = np.random.default_rng(0)
     for dim in args.dims:
-        fam = jc.Gaussian(dim=dim, ddof=1)
+        fam = jc.Gaussian(dim=dim, ddof=1, reg_covar=args.reg_covar)
         src = fam.make_params(mean=np.zeros(dim), cov=np.eye(dim))
         for n_chains in args.chains:
             run = lambda: jc.simulate(jax.random.key(0), fam, src, n_chains=n_chains,  # noqa: E731
@@ -82,9 +98,9 @@ def main():
             first = time.perf_counter() - began
             t_jax, res = time_call(run)
             t_np, (_, np_covs) = time_call(lambda: numpy_vectorised(rng, n_chains, args.generations,
-                                                                    args.samples, dim))
+                                                                    args.samples, dim, 1, args.reg_covar))
             work = n_chains * (args.generations + 1)
-            sigma = lambda covs: np.sqrt(np.asarray(covs)[:, -1, 0, 0]).mean()  # noqa: E731
+            sigma = lambda covs: np.nanmean(np.sqrt(np.asarray(covs)[:, -1, 0, 0]))  # noqa: E731
             theory = jc.theory.gaussian_expected_std(args.generations, args.samples)
             print(f"{dim:>4} {n_chains:>7} {work / t_jax:>12.3g} {work / t_np:>15.3g} {t_np / t_jax:>7.2f}"
                   f" {first - t_jax:>10.2f} {sigma(res.metrics['cov']):>15.4f} {sigma(np_covs):>7.4f} {theory:>7.4f}")
