@@ -19,5 +19,12 @@ Z_MAX = 4.0  # a few standard errors: a correct engine fails this about once in 
 
 
 @pytest.fixture
-def z():
-    return z_score
+def x64():
+    """float64 for the duration of one test (parity with float64 references, rounding-free stop decisions)."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
+

@@ -14,14 +14,6 @@ from jaxcollapse.families.base import SourceRef
 from jaxcollapse.families.gmm import GMM, GMMParams
 
 
-@pytest.fixture
-def x64():
-    """float64 for the duration of one test (parity with scikit-learn, which runs in float64)."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
-
 
 def _two_clusters(rng, dim, n=(300, 200)):
     return np.concatenate([rng.normal(0.0, 1.0, (n[0], dim)),

@@ -6,13 +6,6 @@ import pytest
 import jaxcollapse as jc
 
 
-@pytest.fixture
-def x64():
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
-
 
 @pytest.mark.parametrize("init", ["previous", pytest.param("kmeans++", marks=pytest.mark.slow)])
 def test_simulate_gmm_and_replay_one_chain(x64, init):
