@@ -28,3 +28,9 @@ def x64():
     yield
     jax.config.update("jax_enable_x64", before)
 
+
+
+@pytest.fixture
+def z():
+    """z_score as a fixture, for tests that prefer it to an import."""
+    return z_score
