@@ -40,8 +40,8 @@ def _launch(*args, **env):
                             stderr=subprocess.PIPE, text=True, env=dict(_env(), **env))
 
 
-def _finish(procs):
-    """The last stdout line of each worker, as JSON; every worker killed if any fails or times out."""
+def _wait_all(procs):
+    """(stdout, stderr) of each worker once all succeeded; every worker killed if any fails or times out."""
     try:
         finished = [p.communicate(timeout=TIMEOUT) for p in procs]
     finally:
@@ -51,7 +51,12 @@ def _finish(procs):
                 p.wait()
     for p, (_, stderr) in zip(procs, finished):
         assert p.returncode == 0, stderr[-4000:]
-    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
+    return finished
+
+
+def _finish(procs):
+    """The last stdout line of each worker, as JSON."""
+    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in _wait_all(procs)]
 
 
 def _load(path):
@@ -171,15 +176,7 @@ def test_cli_distributed_equals_one_process(tmp_path):
                                        JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
                                        JAX_PROCESS_ID=str(i)))
              for i in range(2)]
-    try:
-        finished = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, stderr) in zip(procs, finished):
-        assert p.returncode == 0, stderr[-4000:]
+    _wait_all(procs)
     one, two = jc.load(tmp_path / "one"), jc.load(tmp_path / "two")
     assert two.manifest["devices"] and len(two.manifest["devices"]) == 4
     for name in one.metrics:
