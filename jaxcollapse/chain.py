@@ -364,10 +364,6 @@ def _add_generation_axis(tree):
     return jax.tree_util.tree_map(lambda a: a[:, None], tree)
 
 
-def _host(tree):
-    return jax.device_get(tree)
-
-
 def _memory_budget() -> int:
     """Half of the default device's memory (GPU limit, or physical RAM on CPU)."""
     device = jax.devices()[0]
