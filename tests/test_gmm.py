@@ -157,6 +157,15 @@ def test_empty_component_is_reseeded_deterministically():
     fam = GMM(2, 2, tol=1e-5, max_iter=500, init="previous")
     fitted, info = fam.fit(jax.random.key(0), x, w, GMMParams(*start))
     assert bool(info.finite) and bool(info.converged)
+    # in a batch (the re-seed branch is taken once for all lanes) each lane equals its fit alone
+    plain = _em.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), start.covs)
+    starts = GMMParams(*(jnp.stack([a, b, a]) for a, b in zip(start, plain)))
+    batch, batch_info = jax.vmap(lambda s: fam.fit(jax.random.key(0), x, w, s))(starts)
+    for lane in range(3):
+        alone, alone_info = fam.fit(jax.random.key(0), x, w, GMMParams(*(a[lane] for a in starts)))
+        assert int(alone_info.n_iter) == int(batch_info.n_iter[lane])
+        for a, b in zip(alone, batch):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[lane]), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("init", ["kmeans++", "random"])
@@ -231,6 +240,32 @@ def test_sample_from_a_source_with_other_k_has_the_right_moments(z):
     assert np.all(z(x[:, :, None] * x[:, None, :], second) < 4.0)
     y = np.asarray(fam.sample(jax.random.key(1), one, 20_000), np.float64)
     assert np.all(z(y, 0.0) < 4.0) and np.all(z(y * y, 1.0) < 4.0)
+
+
+def test_sample_marginals_pass_ks_against_the_mixture_cdf():
+    # the whole distribution, not only two moments: each axis and a diagonal projection
+    fam = GMM(3, 2)
+    weights, means = [0.2, 0.5, 0.3], [[-2.0, 0.0], [1.0, 1.0], [3.0, -1.0]]
+    covs = [np.eye(2) * 0.3, [[1.0, 0.6], [0.6, 0.8]], [[0.2, -0.1], [-0.1, 0.5]]]
+    x = np.asarray(fam.sample(jax.random.key(3), fam.make_params(weights, means, covs), 20_000), np.float64)
+    for direction in ([1.0, 0.0], [0.0, 1.0], [1.0, 1.0]):
+        u = np.asarray(direction)
+        loc = [u @ np.asarray(m) for m in means]
+        scale = [np.sqrt(u @ np.asarray(c) @ u) for c in covs]
+        cdf = lambda t: sum(wk * scipy.stats.norm.cdf(t, m, s) for wk, m, s in zip(weights, loc, scale))  # noqa: E731
+        assert scipy.stats.kstest(x @ u, cdf).pvalue > 1e-4
+
+
+def test_pick_never_takes_a_zero_increment_and_matches_probabilities():
+    p = np.array([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    picks = np.asarray(_em._pick(jax.random.key(0), jnp.cumsum(jnp.asarray(p, jnp.float32)), (50_000,)))
+    counts = np.bincount(picks, minlength=p.size)
+    assert np.all(counts[p == 0] == 0)
+    assert scipy.stats.chisquare(counts[p > 0], 50_000 * p[p > 0]).pvalue > 1e-4
+    # a uniform that rounds up to the total must not run past the last positive increment
+    cumulative = jnp.asarray([0.0, 1.0, 1.0])
+    assert int(_em._inverse_cdf(jnp.asarray(1.0), cumulative)) == 1
+    assert int(_em._inverse_cdf(jnp.asarray(0.0), cumulative)) == 1
 
 
 def test_log_prob_matches_scipy():

@@ -126,7 +126,7 @@ class GMM:
 
     def sample(self, key, params: GMMParams, n: int) -> jax.Array:
         """n exact draws; params may have any number of components."""
-        return self.distribution(params).sample(key, (n,))
+        return _em.sample_mixture(key, _em.MixtureParams(*params), n)
 
     def generate(self, key, params: GMMParams, n: int) -> jax.Array:
         return self.sample(key, params, n)
