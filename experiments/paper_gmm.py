@@ -64,47 +64,16 @@ def run(cfg):
 
 def l2_to_generation0(params):
     """[n_chains, n_generations + 1] closed-form L2 (squared) distance of each generation to generation 0."""
-    from jaxcollapse import mixture_metrics
-    from jaxcollapse.families.gmm import GMMParams
-
-    with jax.enable_x64(True):  # narrow mixtures cancel large terms: float64
-        hist = GMMParams(*(np.asarray(a, np.float64) for a in params))
-        first = GMMParams(*(a[:, 0] for a in hist))
-        per_gen = jax.vmap(mixture_metrics.l2_distance, in_axes=(0, None))
-        return np.asarray(jax.jit(jax.vmap(per_gen, in_axes=(0, 0)))(hist, first))
-
-
-def plot(cfg, res, l2, out: pathlib.Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jaxcollapse import mixture_metrics
-    from jaxcollapse.families.gmm import GMMParams
+    from jaxcollapse.plots import points_and_density
 
     gens = list(res.snapshot_at)
     fig, axes = plt.subplots(1, len(gens), figsize=(2.6 * len(gens), 2.9), squeeze=False)
     chain = 0
     for ax, slot in zip(axes[0], range(len(gens))):
         g = gens[slot]
-        x = res.snapshots[chain, slot]
-        p = GMMParams(*(np.asarray(a[chain, g], np.float64) for a in res.params))
-        centre = x.mean(0)
-        half = max(4 * float(np.sqrt(np.max(np.trace(p.covs, axis1=1, axis2=2)))), 1e-3)
-        if g == 0:
-            centre, half = np.zeros(2), 3.5
-        grid = np.linspace(-half, half, 200)
-        gx, gy = np.meshgrid(grid + centre[0], grid + centre[1])
-        dens = np.exp(np.asarray(mixture_metrics.log_prob(p, np.stack([gx.ravel(), gy.ravel()], 1))))
-        ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.35, color="tab:blue")
-        levels = dens.max() * np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9])  # fixed fractions: no corner artefacts
-        ax.contour(gx, gy, dens.reshape(gx.shape), levels=levels, colors="tab:red", linewidths=0.8)
-        ax.set_xlim(centre[0] - half, centre[0] + half)
-        ax.set_ylim(centre[1] - half, centre[1] + half)
-        ax.set_aspect("equal")
+        mixture = tuple(np.asarray(a[chain, g], np.float64) for a in res.params)
+        points_and_density(ax, res.snapshots[chain, slot], mixture, half=3.5 if g == 0 else None)
         ax.set_title(f"generation {g}", fontsize=9)
-        ax.tick_params(labelsize=6)
     fig.suptitle(f"GMM (K={cfg.n_components}) refitted on its own samples, source N(0, I2); chain {chain} "
                  f"(axes zoom with the fit)", fontsize=9)
     fig.tight_layout()

@@ -5,7 +5,8 @@ plot(DIR) draws, for a run:
                           Carlo mean, and the closed form of jaxcollapse.theory where one applies
     collapse_times.png    histogram of the first generation at which the collapse rule holds
     support_decay.png     categorical: share of chains with each support size, per generation
-    snapshots.png         the stored training points at the snapshot generations
+    snapshots.png         the stored training points at the snapshot generations (2-D: with contours
+                          of the fitted density when the parameters were recorded)
 and for a sweep, compare_<metric>.png: the runs' medians and bands, one panel per setting.
 """
 from __future__ import annotations
@@ -207,11 +208,12 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
         ax.set_ylabel("density")
         ax.legend(fontsize=8, frameon=False)
     elif point_shape == (2,):
-        fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.8), sharex=True, sharey=True, squeeze=False)
+        fitted = [_fitted_mixture(results.params, 0, g) for g in gens]
+        shared = not any(m is not None for m in fitted)  # with fits each panel zooms with its fit
+        fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.8), sharex=shared, sharey=shared, squeeze=False)
         for ax, j, g in zip(axes[0], range(k), gens):
-            ax.scatter(samples[0, j, :, 0], samples[0, j, :, 1], s=3, alpha=0.5)
+            points_and_density(ax, samples[0, j], fitted[j])
             ax.set_title(f"generation {g}", fontsize=9)
-            ax.set_aspect("equal", adjustable="box")
     elif len(point_shape) == 2:  # images
         n_images = min(8, samples.shape[2])
         fig, axes = plt.subplots(k, n_images, figsize=(1.1 * n_images, 1.15 * k), squeeze=False)
@@ -223,10 +225,53 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
             axes[j, 0].set_ylabel(f"gen {g}", fontsize=8)
     else:
         return None
-    fig.suptitle(f"{_title(results)}\ntraining points at snapshot generations", fontsize=9, y=1.02)
+    drawn = point_shape == (2,) and any(m is not None for m in fitted)
+    what = "training points and the density fitted to them (chain 0)" if drawn else "training points"
+    fig.suptitle(f"{_title(results)}\n{what} at snapshot generations", fontsize=9, y=1.02)
     if not (np.issubdtype(samples.dtype, np.integer) and point_shape == ()):
         fig.tight_layout()
     return _save(fig, path)
+
+
+def _fitted_mixture(params: dict | None, chain: int, generation: int):
+    """(weights, means, covs) of a 2-D fit (GMM, or Gaussian as one component) from recorded params, or None."""
+    if not params:
+        return None
+    if {"weights", "means", "covs"} <= set(params):
+        return tuple(np.asarray(params[name][chain, generation], np.float64) for name in ("weights", "means", "covs"))
+    if {"mean", "cov"} <= set(params) and np.shape(params["mean"])[2:] == (2,):
+        mean, cov = (np.asarray(params[name][chain, generation], np.float64) for name in ("mean", "cov"))
+        return np.ones(1), mean[None], cov[None]
+    return None
+
+
+def points_and_density(ax, x, mixture=None, *, half=None):
+    """2-D points x [n, 2] and, given mixture = (weights, means, covs), contours of its density.
+
+    The view is centred on the points and spans 4 fitted stds (or `half` either side), so a
+    collapsing fit stays visible; contour levels are fixed fractions of the peak density.
+    """
+    ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.35, color="tab:blue")
+    ax.set_aspect("equal", adjustable="box")
+    ax.tick_params(labelsize=6)
+    if mixture is None:
+        return
+    from jaxcollapse import mixture_metrics
+    from jaxcollapse.families.gmm import GMMParams
+
+    weights, means, covs = mixture
+    centre = x.mean(0)
+    if half is None:
+        half = max(4 * float(np.sqrt(np.max(np.trace(covs, axis1=1, axis2=2)))), 1e-3)
+    grid = np.linspace(-half, half, 200)
+    gx, gy = np.meshgrid(grid + centre[0], grid + centre[1])
+    log_dens = mixture_metrics.log_prob(GMMParams(weights, means, covs), np.stack([gx.ravel(), gy.ravel()], 1))
+    dens = np.exp(np.asarray(log_dens, np.float64)).reshape(gx.shape)
+    if np.all(np.isfinite(dens)) and dens.max() > 0:
+        ax.contour(gx, gy, dens, levels=dens.max() * np.array([0.02, 0.1, 0.3, 0.5, 0.7, 0.9]),
+                   colors="tab:red", linewidths=0.8)
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
 
 
 def plot_run(path) -> list[Path]:

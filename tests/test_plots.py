@@ -49,3 +49,23 @@ def test_log_axes_when_values_span_decades():
     assert plots._log_apt(np.array([1.0, 1e-4]))
     assert not plots._log_apt(np.array([1.0, 0.5]))
     assert not plots._log_apt(np.array([0.0, 1.0]))
+
+
+def test_2d_snapshots_draw_the_fitted_density():
+    import matplotlib.pyplot as plt
+
+    x = np.random.default_rng(0).normal(size=(300, 2)) * 0.05 + [3.0, -1.0]
+    gmm = {"weights": np.full((1, 2, 2), 0.5), "means": np.tile([3.0, -1.0], (1, 2, 2, 1)),
+           "covs": np.tile(np.eye(2) * 0.0025, (1, 2, 2, 1, 1))}
+    gaussian = {"mean": gmm["means"][:, :, 0], "cov": gmm["covs"][:, :, 0]}
+    for params in (gmm, gaussian):
+        mixture = plots._fitted_mixture(params, 0, 1)
+        fig, ax = plt.subplots()
+        plots.points_and_density(ax, x, mixture)
+        contours = [c for c in ax.get_children() if isinstance(c, matplotlib.contour.ContourSet)]
+        assert len(contours) == 1
+        lo, hi = ax.get_xlim()
+        assert lo < 3.0 < hi and hi - lo < 1.0  # zoomed on the fit, not the origin
+        plt.close(fig)
+    assert plots._fitted_mixture({"mean": np.zeros((1, 2, 3))}, 0, 1) is None
+    assert plots._fitted_mixture(None, 0, 0) is None
