@@ -124,6 +124,11 @@ def main():
           f"(first call incl. compile {jax_first:.2f} s); EM iterations mean {n_iter.mean():.1f} "
           f"max {n_iter.max()}, converged {np.mean(res.info.converged):.4f}")
 
+    stats = jax.devices()[0].memory_stats() or {}  # GPU: allocator statistics; CPU: none
+    if "peak_bytes_in_use" in stats:
+        print(f"device memory: peak {stats['peak_bytes_in_use'] / 2**30:.2f} GiB in use "
+              f"(of {stats.get('bytes_limit', 0) / 2**30:.1f} GiB)")
+
     sk_chains = cfg.n_chains if cfg.sklearn_chains is None else min(cfg.sklearn_chains, cfg.n_chains)
     sk_std, sk_seconds, sk_iters = run_sklearn(cfg, sk_chains)
     sk_rate = sk_chains * (cfg.n_generations + 1) / sk_seconds

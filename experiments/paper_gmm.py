@@ -64,6 +64,17 @@ def run(cfg):
 
 def l2_to_generation0(params):
     """[n_chains, n_generations + 1] closed-form L2 (squared) distance of each generation to generation 0."""
+    from jaxcollapse import mixture_metrics
+
+    return mixture_metrics.l2_to_generation(params, 0)
+
+
+def plot(cfg, res, l2, out: pathlib.Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from jaxcollapse.plots import points_and_density
 
     gens = list(res.snapshot_at)

@@ -1,5 +1,5 @@
 """jaxcollapse: model-collapse chains as one compiled JAX program."""
-from jaxcollapse import metrics, theory
+from jaxcollapse import metrics, mixture_metrics, theory
 from jaxcollapse.chain import ChainProgram, Result, simulate
 from jaxcollapse.io import load
 from jaxcollapse.families import Categorical, CategoricalParams, FitInfo, Gaussian, GaussianParams, SourceRef

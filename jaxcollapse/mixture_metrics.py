@@ -40,6 +40,25 @@ def l2_distance(p, q):
     return jnp.maximum(_cross(p, p) - 2.0 * _cross(p, q) + _cross(q, q), 0.0)
 
 
+def l2_to_generation(history, generation: int = 0):
+    """[n_chains, n_generations + 1] L2 distance of every generation's mixture to `generation`'s, per chain.
+
+    history: weights [c, g, K], means [c, g, K, d], covs [c, g, K, d, d] (Result.params of a GMM
+    run, a GMMParams or a dict). Computed in float64 on the host: narrow mixtures cancel large terms.
+    """
+    import numpy as np
+
+    from jaxcollapse.families.gmm import GMMParams
+
+    if isinstance(history, dict):
+        history = tuple(history[name] for name in ("weights", "means", "covs"))
+    with jax.enable_x64(True):
+        hist = GMMParams(*(np.asarray(a, np.float64) for a in history))
+        ref = GMMParams(*(a[:, generation] for a in hist))
+        per_gen = jax.vmap(l2_distance, in_axes=(0, None))
+        return np.asarray(jax.jit(jax.vmap(per_gen))(hist, ref))
+
+
 def log_prob(params, x):
     """log p(x_n) under the mixture, [n]."""
     from jaxcollapse.families._em import MixtureParams, point_log_prob

@@ -135,9 +135,11 @@ def default_chunk(n_generations: int, n_chunks: int = 20) -> int:
 
 # ---------------------------------------------------------------- derived metrics (host side)
 def derived_names(config: dict) -> list[str]:
+    recorded = config["run"].get("metrics")
+    if config["family"]["name"] == "gmm":
+        return ["l2_to_generation0"] if recorded is None or {"weights", "means", "covs"} <= set(recorded) else []
     if config["family"]["name"] != "gaussian":
         return []
-    recorded = config["run"].get("metrics")
     if recorded is not None and not {"mean", "cov"} <= set(recorded):
         return []
     has_source_params = "data" not in config["source"] and "dataset" not in config["source"]
@@ -148,12 +150,17 @@ def derived_names(config: dict) -> list[str]:
 
 
 def derived_metrics(config: dict, family, source, params) -> dict:
-    """Metrics computed from parameter histories: Gaussian std (d = 1), ||mean - mean_0||^2, det ratio."""
+    """Metrics computed from parameter histories: Gaussian std (d = 1), ||mean - mean_0||^2, det ratio;
+    GMM: L2 distance to generation 0's mixture (the paper's curve)."""
     names = derived_names(config)
     if not names or params is None:
         return {}
     if not isinstance(params, dict):
         params = params._asdict()
+    if "l2_to_generation0" in names:
+        from jaxcollapse import mixture_metrics
+
+        return {"l2_to_generation0": mixture_metrics.l2_to_generation(params, 0)}
     mean, cov = np.asarray(params["mean"]), np.asarray(params["cov"])
     out = {}
     if "std" in names:

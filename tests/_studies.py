@@ -64,3 +64,28 @@ def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+TINY_GMM = """
+name = "tiny_gmm"
+description = "a tiny GMM study for tests"
+
+[family]
+name = "gmm"
+n_components = 2
+dim = 2
+tol = 1e-4
+max_iter = 50
+
+[source]
+weights = [1.0]
+means = [[0.0, 0.0]]
+covs = [[[1.0, 0.0], [0.0, 1.0]]]
+
+[run]
+n_chains = 4
+n_generations = 3
+n_samples = 60
+chunk_size = 2
+snapshot_at = [0, 3]
+metrics = ["component_std", "heldout_loglik", "weights", "means", "covs"]
+"""

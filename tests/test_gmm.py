@@ -11,6 +11,7 @@ import scipy.stats
 from jaxcollapse import mixture_metrics
 from jaxcollapse.families import _em
 from jaxcollapse.families.base import SourceRef
+from jaxcollapse.families import gmm as gmm_module
 from jaxcollapse.families.gmm import GMM, GMMParams
 
 
@@ -312,6 +313,26 @@ def test_metrics_values():
     x = np.asarray(fam.sample(jax.random.key(0), p, 100))
     np.testing.assert_allclose(float(mixture_metrics.heldout_loglik(p, x)),
                                float(jnp.mean(fam.log_prob(p, x))), rtol=1e-6)
+    # held-out log-likelihood: the model's density (scipy) on the fixed real sample from the source
+    source = fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])
+    held = np.asarray(fam.sample(jax.random.key(gmm_module.HELDOUT_SEED), source, gmm_module.HELDOUT_SIZE), np.float64)
+    dens = sum(wk * scipy.stats.multivariate_normal(m, c).pdf(held)
+               for wk, m, c in zip(*(np.asarray(a, np.float64) for a in p)))
+    np.testing.assert_allclose(float(out["heldout_loglik"]), np.mean(np.log(dens)), rtol=1e-5)
+
+
+def test_l2_to_generation_equals_pairwise_distances(x64):
+    rng = np.random.default_rng(2)
+    covs = np.eye(2) * rng.uniform(0.2, 1.0, size=(3, 4, 2, 1, 1))  # [chains, generations, K, d, d]
+    hist = GMMParams(np.full((3, 4, 2), 0.5), rng.normal(size=(3, 4, 2, 2)), covs)
+    got = mixture_metrics.l2_to_generation(hist, 1)
+    assert got.shape == (3, 4)
+    for c, g in itertools.product(range(3), range(4)):
+        expected = mixture_metrics.l2_distance(GMMParams(*(a[c, g] for a in hist)), GMMParams(*(a[c, 1] for a in hist)))
+        np.testing.assert_allclose(got[c, g], float(expected), rtol=1e-10, atol=1e-14)
+    assert np.all(got[:, 1] < 1e-12) and np.all(got[:, [0, 2, 3]] > 0)
+    named = mixture_metrics.l2_to_generation(dict(zip(("weights", "means", "covs"), hist)), 1)
+    np.testing.assert_array_equal(named, got)
 
 
 # ------------------------------------------------------------------ bad input

@@ -27,3 +27,17 @@ def test_simulate_gmm_and_replay_one_chain(x64, init):
         np.testing.assert_array_equal(alone.info.n_iter[0], res.info.n_iter[i])
         for a, b in zip(alone.params, res.params):
             np.testing.assert_allclose(a[0], b[i], rtol=1e-9, atol=1e-12)
+
+
+def test_gmm_study_adds_l2_to_generation0_and_draws_contours(tmp_path_factory):
+    from jaxcollapse import mixture_metrics, plots
+
+    from _studies import TINY_GMM, finished
+
+    results = jc.load(finished(tmp_path_factory, TINY_GMM).path)
+    l2 = np.asarray(results.metrics["l2_to_generation0"])
+    np.testing.assert_allclose(l2, mixture_metrics.l2_to_generation(results.params, 0), rtol=1e-12)
+    assert l2.shape == (4, 4) and np.all(l2[:, 0] < 1e-12) and np.all(l2[:, 1:] > 1e-6)
+    assert np.all(np.isfinite(results.metrics["heldout_loglik"]))
+    written = {p.name for p in plots.plot(results.path)}
+    assert {"l2_to_generation0.png", "heldout_loglik.png", "snapshots.png"} <= written

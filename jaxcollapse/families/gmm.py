@@ -13,6 +13,7 @@ from jaxcollapse.families import _em
 from jaxcollapse.families.base import FitInfo, SourceRef, all_finite, family
 
 COVARIANCES = ("full", "diag", "spherical")
+HELDOUT_SIZE, HELDOUT_SEED = 1000, 20230527  # the held-out real sample of metrics() (fixed: common to all chains)
 INITS = ("kmeans++", "random", "previous")
 
 
@@ -167,8 +168,11 @@ class GMM:
 
     def metrics(self, params: GMMParams, reference: SourceRef) -> dict:
         """Per chain: component_std [K] = sqrt(trace(cov_k) / dim) (RMS std over axes),
-        log_det_cov [K], weight_entropy (nats), and l2_to_source = integral of (p - q)^2
-        when the source is a distribution."""
+        log_det_cov [K], weight_entropy (nats); when the source is a distribution also
+        l2_to_source = integral of (p - q)^2 and heldout_loglik, the mean log-likelihood under the
+        model of HELDOUT_SIZE real points (drawn from the source once, with a fixed key: the same
+        points for every chain and generation). L2 to generation 0 needs the whole history:
+        mixture_metrics.l2_to_generation(res.params) (the CLI adds it as l2_to_generation0)."""
         from jaxcollapse import mixture_metrics
 
         out = {
@@ -178,4 +182,6 @@ class GMM:
         }
         if reference.params is not None:
             out["l2_to_source"] = mixture_metrics.l2_distance(params, reference.params)
+            held = self.sample(jax.random.key(HELDOUT_SEED), reference.params, HELDOUT_SIZE)
+            out["heldout_loglik"] = mixture_metrics.heldout_loglik(params, held)
         return out
