@@ -18,6 +18,11 @@ def dice():
     return fam, fam.make_params(np.full(6, 1 / 6))
 
 
+def gmm2():
+    fam = jc.GMM(2, dim=2, tol=1e-4, max_iter=30)
+    return fam, fam.make_params([0.4, 0.6], [[-1.0, 0.0], [1.0, 0.5]], [np.eye(2), 0.5 * np.eye(2)])
+
+
 def assert_results_equal(a, b):
     for left, right in zip(jax.tree_util.tree_leaves((a.params, a.metrics, a.info, a.snapshots)),
                            jax.tree_util.tree_leaves((b.params, b.metrics, b.info, b.snapshots))):
@@ -33,7 +38,8 @@ REGIMES = {
 }
 
 
-CHUNK_CASES = [(gaussian2, name) for name in REGIMES] + [(dice, "replace"), (dice, "accumulate_subsample")]
+CHUNK_CASES = [(gaussian2, name) for name in REGIMES] + [(dice, "replace"), (dice, "accumulate_subsample"),
+                                                          (gmm2, "keep_real")]
 
 
 @pytest.mark.parametrize("make,name", CHUNK_CASES, ids=[f"{m.__name__}-{n}" for m, n in CHUNK_CASES])
