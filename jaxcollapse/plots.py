@@ -33,7 +33,16 @@ def theory_curves(config: dict, metric: str, generations) -> list[tuple[np.ndarr
     from jaxcollapse import theory
 
     family, regime, source = config["family"], config["regime"]["kind"], config["source"]
-    if family["name"] != "gaussian" or "data" in source or "dataset" in source:
+    if "data" in source or "dataset" in source:
+        return []
+    if family["name"] == "categorical":
+        if regime != "replace" or metric != "support_size" or config["run"]["n_samples"] > 5000:
+            return []  # the exact law costs O(n_samples^2) per generation
+        n_states = family["n_states"]
+        probs = np.asarray(source.get("probs", np.full(n_states, 1.0 / n_states)), float)
+        return [(theory.categorical_expected_support(np.asarray(generations, int), config["run"]["n_samples"], probs),
+                 "theory E[support size] (exact)")]
+    if family["name"] != "gaussian":
         return []
     if family.get("lam", 1.0) != 1.0 or family.get("reg_covar", 0.0) != 0.0:
         return []

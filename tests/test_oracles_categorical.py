@@ -34,6 +34,16 @@ def test_expected_probs_stay_at_source(absorbed):
         assert np.all(z_score(res.params.probs[:, g], theory.categorical_expected_probs(g, probs)) < Z_MAX)
 
 
+def test_state_survival_and_support_size_match_the_wright_fisher_law(absorbed):
+    probs, res = absorbed
+    gens = [1, 3, 10, 30]
+    survival = theory.categorical_survival_probs(gens, 10, probs)          # [gens, states]
+    alive = (res.params.probs[:, gens] > 0).astype(float)                  # [chains, gens, states]
+    assert np.all(z_score(alive, survival) < Z_MAX)
+    support = res.metrics["support_size"][:, gens]
+    assert np.all(z_score(support, theory.categorical_expected_support(gens, 10, probs)) < Z_MAX)
+
+
 def test_support_only_shrinks_and_metrics_are_consistent(absorbed):
     _, res = absorbed
     support = res.metrics["support_size"]

@@ -42,7 +42,10 @@ def test_theory_overlay_matches_the_formula():
     (curve, label), = plots.theory_curves(config, "std", g)
     np.testing.assert_allclose(curve, theory.gaussian_expected_std(g, 10, 2.0, 1))
     assert plots.theory_curves({**config, "regime": {"kind": "accumulate"}}, "std", g) == []
-    assert plots.theory_curves({**config, "family": {"name": "categorical", "n_states": 3}}, "entropy", g) == []
+    dice = {**config, "family": {"name": "categorical", "n_states": 3}, "source": {"probs": [0.2, 0.3, 0.5]}}
+    assert plots.theory_curves(dice, "entropy", g) == []
+    (curve, _), = plots.theory_curves(dice, "support_size", g)
+    np.testing.assert_allclose(curve, theory.categorical_expected_support(g, 10, [0.2, 0.3, 0.5]))
 
 
 def test_log_axes_when_values_span_decades():

@@ -40,3 +40,37 @@ def test_accumulate_bound_below_basel_limit():
 
 def test_det_ratio_matches_wishart_moment_in_one_dimension():
     np.testing.assert_allclose(theory.mvn_expected_det_ratio(4, 10, 1), (9 / 10) ** 5)
+
+
+def test_categorical_survival_law_edges_and_a_numpy_chain():
+    probs = np.array([0.05, 0.15, 0.8])
+    m = 20
+    # generation 0: a state is present unless none of the m real draws hit it
+    np.testing.assert_allclose(theory.categorical_survival_probs(0, m, probs), 1 - (1 - probs) ** m, rtol=1e-12)
+    # long run: survival -> fixation probability p_0(s) (ORACLES section 3)
+    np.testing.assert_allclose(theory.categorical_survival_probs(5000, m, probs), probs, atol=1e-9)
+    # against a plain NumPy multinomial chain (200,000 chains, 4 standard errors)
+    rng = np.random.default_rng(0)
+    counts = rng.multinomial(m, probs, size=200_000)
+    alive = {0: counts > 0}
+    for g in range(1, 6):
+        counts = _multinomial_rows(rng, counts, m)
+        alive[g] = counts > 0
+    for g, a in alive.items():
+        expected = theory.categorical_survival_probs(g, m, probs)
+        se = np.sqrt(expected * (1 - expected) / len(a))  # binomial standard error (the sample's can be 0)
+        assert np.all(np.abs(a.mean(0) - expected) < 4 * se)
+
+
+def _multinomial_rows(rng, counts, m):
+    """One multinomial draw of m per row, row probabilities counts / m (vectorised by conditional binomials)."""
+    out = np.zeros_like(counts)
+    left = np.full(len(counts), m)
+    rest = np.full(len(counts), m)  # count mass of the states not drawn yet
+    for s in range(counts.shape[1] - 1):
+        p = np.divide(counts[:, s], rest, out=np.zeros(len(counts)), where=rest > 0)
+        out[:, s] = rng.binomial(left, np.clip(p, 0.0, 1.0))
+        left -= out[:, s]
+        rest -= counts[:, s]
+    out[:, -1] = left
+    return out
