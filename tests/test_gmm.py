@@ -364,3 +364,18 @@ def test_bad_input_raises_value_error_naming_it():
     # a single blob (K=1) is a valid source for a K=3 family; so is a data array
     assert fam.check_source(fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])).params.weights.shape == (1,)
     assert fam.check_source(np.zeros((10, 2))).data.shape == (10, 2)
+
+
+def test_lloyd_matches_a_numpy_loop(x64):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(0, 1, (60, 2)), rng.normal(4, 1, (40, 2))])
+    w = rng.integers(0, 3, 100).astype(float)  # weights, zeros included
+    start = x[[0, 1, 99]]
+    c = start.copy()
+    for _ in range(6):
+        label = np.argmin(((x[:, None, :] - c[None]) ** 2).sum(-1), 1)
+        for k in range(3):
+            if w[label == k].sum() > 0:
+                c[k] = (w[label == k, None] * x[label == k]).sum(0) / w[label == k].sum()
+    got = _em.lloyd(jnp.asarray(start), jnp.asarray(x.T), jnp.asarray(w), 6)
+    np.testing.assert_allclose(np.asarray(got), c, rtol=1e-12)
