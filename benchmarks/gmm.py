@@ -34,14 +34,17 @@ def run_jax(cfg, init):
     src = fam.make_params(weights=[1.0], means=[[0.0, 0.0]], covs=[np.eye(2)])
     kwargs = dict(n_chains=cfg.n_chains, n_generations=cfg.n_generations, n_samples=cfg.n_samples,
                   record=("component_std",))
-    # compile on a run of the same shapes, then time a second run with another key
+    # compile on a run of the same shapes, then time the run with the benchmark's key: best of 3
+    # when a run is short (a sub-second run on a shared VM varies by ~30%), else once
     began = time.perf_counter()
     jc.simulate(jax.random.key(cfg.seed + 1), fam, src, **kwargs)
     compile_and_run = time.perf_counter() - began
-    began = time.perf_counter()
-    res = jc.simulate(jax.random.key(cfg.seed), fam, src, **kwargs)
-    seconds = time.perf_counter() - began
-    return res, seconds, compile_and_run
+    times = []
+    while not times or (len(times) < 3 and max(times) < 10.0):
+        began = time.perf_counter()
+        res = jc.simulate(jax.random.key(cfg.seed), fam, src, **kwargs)
+        times.append(time.perf_counter() - began)
+    return res, min(times), compile_and_run
 
 
 def run_sklearn(cfg, n_chains):

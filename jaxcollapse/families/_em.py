@@ -173,8 +173,9 @@ def m_step_from(shift, xt, w, resp, badness, fb: Fallback, covariance: str, reg_
 
 
 def _moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
-    """Weighted M-step moments; taken about `shift` [K, d]: any value gives the same result in exact
-    arithmetic; the current means keep float32 cancellation small."""
+    """Weighted M-step moments: means about `shift` [K, d] (any value gives the same result in exact
+    arithmetic; the current means keep float32 cancellation small), covariances about the new means
+    (a second pass, as scikit-learn: never negative)."""
     d, n = xt.shape
     K = resp.shape[0]
     dtype = xt.dtype
@@ -184,14 +185,15 @@ def _moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
     nk = nk_raw + 10 * _eps(dtype)
     first = jnp.sum(rw[:, None, :] * diff, 2) / nk[:, None]         # [K, d]  mean - shift
     means = shift + first
+    diff = xt[None, :, :] - means[:, :, None]                      # about the new means
     if covariance == "full":
         if d <= _SMALL_DIM:
             second = jnp.sum(rw[:, None, None, :] * diff[:, :, None, :] * diff[:, None, :, :], 3)
         else:
             second = jnp.einsum("kdn,ken->kde", rw[:, None, :] * diff, diff)
-        second = second / nk[:, None, None] - first[:, :, None] * first[:, None, :]
+        second = second / nk[:, None, None]
     else:
-        second = jnp.sum(rw[:, None, :] * diff * diff, 2) / nk[:, None] - first * first
+        second = jnp.sum(rw[:, None, :] * diff * diff, 2) / nk[:, None]
     return Moments(means, _stored_covs(second, covariance, reg_covar), nk, nk_raw)
 
 
@@ -259,23 +261,24 @@ def _em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar)
     ll = jnp.sum(w * per_point) / jnp.sum(w)
     w_over_total = w / total
     pairs = [(a, b) for a in range(d) for b in range(a, d)] if covariance == "full" else [(a, a) for a in range(d)]
-    nk_raw, first, second = [], [], []
-    for k in range(K):
-        rw = expd[k] * w_over_total
-        nk_raw.append(jnp.sum(rw))
-        first.append([jnp.sum(rw * diffs[k][a]) for a in range(d)])
-        second.append([jnp.sum(rw * diffs[k][a] * diffs[k][b]) for a, b in pairs])
-    nk_raw = jnp.stack(nk_raw)
+    rws = [e * w_over_total for e in expd]
+    nk_raw = jnp.stack([jnp.sum(rw) for rw in rws])
     nk = nk_raw + 10 * _eps(dtype)
-    first = jnp.asarray(first) / nk[:, None]                         # [K, d] mean - old mean
+    first = jnp.asarray([[jnp.sum(rw * diffs[k][a]) for a in range(d)] for k, rw in enumerate(rws)]) / nk[:, None]
+    means = theta.means + first                                      # [K, d]
+    # second moments about the new means (two passes, as scikit-learn): E[x^2] - mean^2 about the
+    # old means cancels in float32 when a component moves far for its width, and can go negative
+    second = []
+    for k, rw in enumerate(rws):
+        centred = [rows[a] - means[k, a] for a in range(d)]
+        second.append([jnp.sum(rw * centred[a] * centred[b]) for a, b in pairs])
     second = jnp.asarray(second) / nk[:, None]
     if covariance == "full":
         rows_i, cols_i = np.array(pairs).T
         moments = jnp.zeros((K, d, d), dtype).at[:, rows_i, cols_i].set(second).at[:, cols_i, rows_i].set(second)
-        moments = moments - first[:, :, None] * first[:, None, :]
     else:
-        moments = second - first * first
-    return ll, Moments(theta.means + first, _stored_covs(moments, covariance, reg_covar), nk, nk_raw)
+        moments = second
+    return ll, Moments(means, _stored_covs(moments, covariance, reg_covar), nk, nk_raw)
 
 
 def _em_update(theta: MixtureParams, xt, w, covariance: str, reg_covar):
