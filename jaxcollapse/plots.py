@@ -113,7 +113,7 @@ def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True):
 
 def _title(results: io.Results) -> str:
     config = results.config
-    described = study_lib._describe(config)
+    described = study_lib.describe_config(config)
     if len(described) > 70:  # long family settings (VAE, GMM): the family and regime only
         described = f"{config['family']['name']}, {described.rsplit('), ', 1)[-1]}"
     return f"{results.name}: {described}, n = {config['run']['n_samples']}"

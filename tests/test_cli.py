@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from _studies import DICE, finished, write
 
 import jaxcollapse
 from jaxcollapse import cli, io
-
-from _studies import DICE, finished, write
 
 ARRAY_FILES = ("metrics.npz", "params.npz", "fit_info.npz", "snapshots.npz")
 

@@ -1,10 +1,9 @@
 """Study configs: every error names the key, its value and what is allowed; sweeps; overrides."""
 import pytest
+from _studies import DICE, REGIME_SWEEP, write
 
 from jaxcollapse import config, study
 from jaxcollapse.config import ConfigError
-
-from _studies import DICE, REGIME_SWEEP, write
 
 
 def _raw(text, tmp_path, overrides=()):

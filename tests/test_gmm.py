@@ -10,10 +10,9 @@ import scipy.stats
 
 from jaxcollapse import mixture_metrics
 from jaxcollapse.families import _em
-from jaxcollapse.families.base import SourceRef
 from jaxcollapse.families import gmm as gmm_module
+from jaxcollapse.families.base import SourceRef
 from jaxcollapse.families.gmm import GMM, GMMParams
-
 
 
 def _two_clusters(rng, dim, n=(300, 200)):

@@ -6,7 +6,6 @@ import pytest
 import jaxcollapse as jc
 
 
-
 @pytest.mark.parametrize("init", ["previous", pytest.param("kmeans++", marks=pytest.mark.slow)])
 def test_simulate_gmm_and_replay_one_chain(x64, init):
     """float64: in float32 a rounding difference can flip a stopping decision that sits right at tol."""
@@ -30,9 +29,9 @@ def test_simulate_gmm_and_replay_one_chain(x64, init):
 
 
 def test_gmm_study_adds_l2_to_generation0_and_draws_contours(tmp_path_factory):
-    from jaxcollapse import mixture_metrics, plots
-
     from _studies import TINY_GMM, finished
+
+    from jaxcollapse import mixture_metrics, plots
 
     results = jc.load(finished(tmp_path_factory, TINY_GMM).path)
     l2 = np.asarray(results.metrics["l2_to_generation0"])

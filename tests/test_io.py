@@ -4,11 +4,10 @@ import sys
 import jax
 import numpy as np
 import pytest
+from _studies import DICE, GAUSSIAN_SWEEP, finished
 
 import jaxcollapse
 from jaxcollapse import io
-
-from _studies import DICE, GAUSSIAN_SWEEP, finished, write
 
 
 @pytest.fixture(scope="module")

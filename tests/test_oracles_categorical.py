@@ -2,10 +2,10 @@
 import jax
 import numpy as np
 import pytest
+from conftest import Z_MAX, z_score
 
 import jaxcollapse as jc
 from jaxcollapse import theory
-from conftest import Z_MAX, z_score
 
 N_CHAINS = 10_000
 

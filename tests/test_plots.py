@@ -1,11 +1,10 @@
 """Figures render headless (Agg), with theory overlays where a closed form applies."""
 import matplotlib
 import numpy as np
+from _studies import DICE, GAUSSIAN_SWEEP, finished
 from PIL import Image
 
 from jaxcollapse import plots
-
-from _studies import DICE, GAUSSIAN_SWEEP, finished
 
 
 def _is_png(path):

@@ -10,14 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _sharding_worker as worker
 import jax
 import numpy as np
 import pytest
 
 import jaxcollapse as jc
 from jaxcollapse import sharding
-
-import _sharding_worker as worker
 
 WORKER = Path(__file__).with_name("_sharding_worker.py")
 TIMEOUT = 240  # seconds, per subprocess

@@ -177,7 +177,7 @@ def _moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
     arithmetic; the current means keep float32 cancellation small), covariances about the new means
     (a second pass, as scikit-learn: never negative)."""
     d, n = xt.shape
-    K = resp.shape[0]
+    resp.shape[0]
     dtype = xt.dtype
     diff = xt[None, :, :] - shift[:, :, None]                      # [K, d, n]
     rw = resp * w[None, :]                                          # [K, n]

@@ -1,0 +1,16 @@
+"""Studies: a TOML config built into Plans (build), run with checkpoints (run), analysed (analysis)."""
+from jaxcollapse.study.analysis import (
+                                        collapse_rule,
+                                        collapse_times,
+                                        derived_metrics,
+                                        derived_names,
+                                        describe_config,
+                                        describe_rule,
+                                        summary,
+)
+from jaxcollapse.study.build import Plan, build, default_chunk, known_metrics, plan_study, run_digest
+from jaxcollapse.study.run import StudyOutcome, environment, run_plan, run_study
+
+__all__ = ["Plan", "StudyOutcome", "build", "collapse_rule", "collapse_times", "default_chunk", "derived_metrics",
+           "derived_names", "describe_config", "describe_rule", "environment", "known_metrics", "plan_study",
+           "run_digest", "run_plan", "run_study", "summary"]

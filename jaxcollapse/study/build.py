@@ -1,0 +1,127 @@
+"""A checked study config turned into Plans: family, source, regime and ChainProgram (nothing compiled)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from jaxcollapse import config as config_lib
+from jaxcollapse.config import ConfigError
+from jaxcollapse.study.analysis import derived_names
+
+
+@dataclasses.dataclass
+class Plan:
+    """One run, built and checked (nothing compiled yet)."""
+
+    name: str                 # "" for a study without a sweep
+    config: dict              # the checked config
+    family: Any
+    source: Any               # params or a data array
+    program: Any              # ChainProgram
+    digest: str
+
+    @property
+    def label(self) -> str:
+        return self.name or self.config.get("name", "")
+
+
+def _source(config: dict, family):
+    table = dict(config["source"])
+    name = config["family"]["name"]
+    if "data" in table:
+        with np.load(table["data"], allow_pickle=False) as data:
+            if isinstance(data, np.ndarray):
+                return data
+            keys = data.files
+            key = table.get("key") or (keys[0] if len(keys) == 1 else None)
+            if key not in keys:
+                raise ConfigError(f"source.key = {key!r}; allowed: one of {keys} (the arrays in {table['data']})")
+            return data[key]
+    if "dataset" in table:
+        from jaxcollapse import datasets
+
+        train, _ = datasets.load_digits(seed=table.get("split_seed", 0))
+        return train
+    if name == "categorical" and "probs" not in table:
+        table["probs"] = [1.0 / family.n_states] * family.n_states
+    if name == "gaussian":
+        std = table.pop("std", None)
+        if std is not None and "cov" in table:
+            raise ConfigError(f"source.std = {std!r}; allowed: either source.std or source.cov, not both")
+        table.setdefault("mean", [0.0] * family.dim)
+        if "cov" not in table:
+            std = 1.0 if std is None else std
+            table["cov"] = (std ** 2 * np.eye(family.dim)).tolist()
+    try:
+        return family.make_params(**table)
+    except TypeError as err:
+        raise ConfigError(f"[source] {err}; the keys of [source] are the arguments of the {name} family's "
+                          f"make_params") from None
+    except ValueError as err:
+        raise ConfigError(config_lib._prefixed("source", str(err), table)) from None
+
+
+def _regime(config: dict):
+    from jaxcollapse import regimes
+
+    table = config["regime"]
+    make = getattr(regimes, table["kind"])
+    return make(table["fraction"]) if "fraction" in table else make()
+
+
+def _record(config: dict, family):
+    metrics = config["run"].get("metrics")
+    return None if metrics is None else tuple(metrics)
+
+
+def build(name: str, config: dict, devices=None):
+    """A Plan for one checked config; every ValueError becomes a ConfigError naming its key."""
+    from jaxcollapse.chain import ChainProgram
+
+    family = config_lib.make_family(config["family"])
+    source = _source(config, family)
+    run = config["run"]
+    try:
+        program = ChainProgram(family, source, n_chains=run["n_chains"], n_generations=run["n_generations"],
+                               n_samples=run["n_samples"], regime=_regime(config), record=_record(config, family),
+                               snapshot_at=run["snapshot_at"], devices=devices)
+    except ValueError as err:
+        message = str(err)
+        for key in ("record", "n_samples", "snapshot_at", "n_chains", "n_generations"):
+            if message.startswith(key):
+                message = "run.metrics" + message[len("record"):] if key == "record" else f"run.{message}"
+                break
+        else:
+            message = f"[{'source' if message.startswith('source') else 'run'}] {message}"
+        raise ConfigError(message) from None
+    collapse = config["collapse"]
+    if collapse and collapse["metric"] not in known_metrics(program, config):
+        raise ConfigError(f"collapse.metric = {collapse['metric']!r}; allowed: one of "
+                          f"{sorted(known_metrics(program, config))}")
+    return Plan(name, config, family, source, program, run_digest(config))
+
+
+def known_metrics(program, config) -> set:
+    names = set(config["run"].get("metrics") or program.metric_names())
+    return names | set(derived_names(config))
+
+
+def run_digest(config: dict) -> str:
+    """The config's fingerprint, leaving out what does not change results (chunk size)."""
+    config = {**config, "run": {k: v for k, v in config["run"].items() if k != "chunk_size"}}
+    return config_lib.digest(config)
+
+
+def default_chunk(n_generations: int, n_chunks: int = 20) -> int:
+    """About n_chunks chunks, of a size dividing n_generations where one is close (no extra compile)."""
+    target = max(1, math.ceil(n_generations / n_chunks))
+    divisor = max(d for d in range(1, target + 1) if n_generations % d == 0)
+    return divisor if 2 * divisor >= target else target
+
+def plan_study(study, overrides=(), devices=None) -> tuple[dict, list[Plan]]:
+    """Parse, check and build every run of a study file before anything compiles."""
+    raw, runs = config_lib.load_study(study, overrides)
+    return raw, [build(name, cfg, devices) for name, cfg in runs]
