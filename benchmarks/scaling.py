@@ -45,7 +45,7 @@ def _compiled_bytes(program, state, n_steps):
     """Peak bytes XLA reports for the compiled advance() program (None where the backend does not say)."""
     import numpy as np
 
-    from jaxcollapse import chain
+    from jaxcollapse.engine import program as chain
 
     lowered = chain._advance_jit.lower(
         state.carry, *program.layout.replicate((np.int32(1), np.int32(n_steps))), program.family, program.regime,
@@ -61,7 +61,7 @@ def time_run(name, n_chains, devices=None, memory=True):
     """(seconds of one compiled run, compiled bytes or None) for n_chains chains of family `name`."""
     import jax
 
-    from jaxcollapse.chain import ChainProgram
+    from jaxcollapse.engine import ChainProgram
 
     family, source = _study(name)
     n_samples, n_generations = FAMILIES[name]
@@ -86,7 +86,7 @@ def time_run(name, n_chains, devices=None, memory=True):
 
 
 def _memory_budget():
-    from jaxcollapse.chain import _memory_budget
+    from jaxcollapse.engine.program import _memory_budget
 
     return _memory_budget()
 

@@ -1,14 +1,26 @@
 """jaxcollapse: model-collapse chains as one compiled JAX program."""
 from jaxcollapse import metrics, mixture_metrics, theory
-from jaxcollapse.chain import ChainProgram, Result, simulate
-from jaxcollapse.families import Categorical, CategoricalParams, FitInfo, Gaussian, GaussianParams, SourceRef
-from jaxcollapse.families.gmm import GMM, GMMParams
-from jaxcollapse.families.vae import VAE, VAEParams
+from jaxcollapse.engine import Result, simulate
+from jaxcollapse.families import (
+                                  GMM,
+                                  REGISTRY,
+                                  VAE,
+                                  Categorical,
+                                  CategoricalParams,
+                                  Family,
+                                  GaussianParams,
+                                  GMMParams,
+                                  SufficientStats,
+                                  VAEParams,
+)
+from jaxcollapse.families.gaussian import Gaussian
 from jaxcollapse.io import load
-from jaxcollapse.regimes import Regime, accumulate, accumulate_subsample, fresh_real, keep_real, replace
+from jaxcollapse.stages import accumulate, accumulate_subsample, fresh_real, keep_real, pipeline, replace, stage
+from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "VAE", "Categorical", "CategoricalParams", "ChainProgram", "FitInfo", "GMMParams", "Gaussian",
-           "GaussianParams", "Regime", "Result", "SourceRef", "VAEParams", "accumulate", "accumulate_subsample",
-           "fresh_real", "keep_real", "load", "metrics", "mixture_metrics", "replace", "simulate", "theory"]
+__all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
+           "Gaussian", "GaussianParams", "Result", "Source", "SufficientStats", "TrainingSet", "VAEParams",
+           "accumulate", "accumulate_subsample", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics",
+           "pipeline", "replace", "simulate", "stage", "theory"]

@@ -47,10 +47,10 @@ import math
 import numbers
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
-FAMILY_CLASSES = {"categorical": "Categorical", "gaussian": "Gaussian", "gmm": "GMM", "vae": "VAE"}
 REGIME_KINDS = ("replace", "accumulate", "accumulate_subsample", "keep_real", "fresh_real")
 DATASETS = ("digits",)
 SECTIONS = ("family", "source", "regime", "run", "collapse", "sweep")
@@ -129,38 +129,50 @@ def _unknown(section: str, table: dict, allowed) -> None:
 
 # ---------------------------------------------------------------- families
 def available_families() -> dict:
-    """name -> family class, for the families importable from jaxcollapse right now."""
-    import jaxcollapse
+    """name -> family class: the registry (jaxcollapse.REGISTRY)."""
+    from jaxcollapse.families import REGISTRY
 
-    out = {}
-    for name, attr in FAMILY_CLASSES.items():
-        cls = getattr(jaxcollapse, attr, None)
-        if cls is not None:
-            out[name] = cls
-    return out
+    return dict(REGISTRY)
 
 
-def _field_kind(field: dataclasses.Field) -> str:
-    default = field.default
-    if default is not dataclasses.MISSING:
-        if isinstance(default, bool):
-            return "bool"
-        if isinstance(default, int):
-            return "int"
-        if isinstance(default, float):
-            return "number"
-        if isinstance(default, str):
-            return "str"
-        if isinstance(default, tuple):
-            return "int_list"
-    annotation = str(field.type)
-    return {"int": "int", "float": "number", "str": "str", "bool": "bool"}.get(annotation, "any")
+_KINDS = {int: "int", float: "number", str: "str", bool: "bool"}
+_ALLOWED = {"int": "an integer", "number": "a number", "str": "a string", "bool": "true or false"}
+_PLURAL = {"int": "integers", "number": "numbers", "str": "strings", "bool": "booleans"}
+
+
+def _field_kind(cls, field: dataclasses.Field) -> str:
+    """The TOML kind of a family field, from its type annotation: int, number, str, bool, or list_<kind>."""
+    hint = typing.get_type_hints(cls).get(field.name, typing.Any)
+    if typing.get_origin(hint) is tuple:
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if len(args) == 1 and args[0] in _KINDS:
+            return "list_" + _KINDS[args[0]]
+    return _KINDS.get(hint, "any")
 
 
 def family_fields(cls) -> dict:
-    """The settings a family accepts in [family]: name -> (kind, required)."""
-    return {f.name: (_field_kind(f), f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    """The settings a family accepts in [family]: name -> (kind, required), typed from its annotations."""
+    return {f.name: (_field_kind(cls, f), f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
             for f in dataclasses.fields(cls)}
+
+
+def _check_value(key: str, value, kind: str):
+    if kind.startswith("list_"):
+        item = kind[len("list_"):]
+        if _matches(value, item):
+            value = [value]
+        if not isinstance(value, list) or not all(_matches(v, item) for v in value):
+            raise _error(key, value, f"a list of {_PLURAL[item]}",
+                         f"wrong type: {_type_name(value)}")
+        return value
+    if kind in _ALLOWED and not _matches(value, kind):
+        raise _error(key, value, _ALLOWED[kind], f"wrong type: {_type_name(value)}")
+    return value
+
+
+def _matches(value, kind: str) -> bool:
+    return {"int": _is_int, "number": _is_number, "str": lambda v: isinstance(v, str),
+            "bool": lambda v: isinstance(v, bool)}[kind](value)
 
 
 def _check_family(table: dict) -> dict:
@@ -178,21 +190,7 @@ def _check_family(table: dict) -> dict:
             if required:
                 raise ConfigError(f"{key} is missing; the {name} family needs it")
             continue
-        value = table[field]
-        if kind == "int" and not _is_int(value):
-            raise _error(key, value, "an integer", f"wrong type: {_type_name(value)}")
-        if kind == "number" and not _is_number(value):
-            raise _error(key, value, "a number", f"wrong type: {_type_name(value)}")
-        if kind == "str" and not isinstance(value, str):
-            raise _error(key, value, "a string", f"wrong type: {_type_name(value)}")
-        if kind == "bool" and not isinstance(value, bool):
-            raise _error(key, value, "true or false", f"wrong type: {_type_name(value)}")
-        if kind == "int_list":
-            if _is_int(value):
-                value = [value]
-            if not isinstance(value, list) or not all(_is_int(v) for v in value):
-                raise _error(key, value, "a list of integers", f"wrong type: {_type_name(value)}")
-        out[field] = value
+        out[field] = _check_value(key, table[field], kind)
     return out
 
 

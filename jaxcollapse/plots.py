@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxcollapse import config as config_lib  # noqa: E402
 from jaxcollapse import io  # noqa: E402
 from jaxcollapse import study as study_lib  # noqa: E402
 
@@ -29,42 +30,8 @@ BAND = (10, 90)
 
 # ---------------------------------------------------------------- theory overlays
 def theory_curves(config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-    """(values, label) of closed forms that apply to this run's metric (compare with the MC mean)."""
-    from jaxcollapse import theory
-
-    family, regime, source = config["family"], config["regime"]["kind"], config["source"]
-    if "data" in source or "dataset" in source:
-        return []
-    if family["name"] == "categorical":
-        if regime != "replace" or metric != "support_size" or config["run"]["n_samples"] > 5000:
-            return []  # the exact law costs O(n_samples^2) per generation
-        n_states = family["n_states"]
-        probs = np.asarray(source.get("probs", np.full(n_states, 1.0 / n_states)), float)
-        return [(theory.categorical_expected_support(np.asarray(generations, int), config["run"]["n_samples"], probs),
-                 "theory E[support size] (exact)")]
-    if family["name"] != "gaussian":
-        return []
-    if family.get("lam", 1.0) != 1.0 or family.get("reg_covar", 0.0) != 0.0:
-        return []
-    g = np.asarray(generations, dtype=float)
-    m, dim, ddof = config["run"]["n_samples"], family["dim"], family.get("ddof", 1)
-    cov = np.asarray(source["cov"], float) if "cov" in source else source.get("std", 1.0) ** 2 * np.eye(dim)
-    curves = []
-    if regime == "replace":
-        if dim == 1:
-            sigma = math.sqrt(cov[0, 0])
-            if metric == "std":
-                curves.append((theory.gaussian_expected_std(g, m, sigma, ddof), r"theory E[$\sigma_g$]"))
-            if metric == "mean_sq_error":
-                curves.append((theory.gaussian_expected_mean_sq_error(g, m, sigma, ddof),
-                               r"theory E[$(\mu_g-\mu)^2$]"))
-        if ddof == 0 and metric == "mean_sq_error" and dim > 1:
-            curves.append((theory.mvn_expected_mean_sq_error(g, m, np.trace(cov)), r"theory E$\|\mu_g-\mu_0\|^2$"))
-        if ddof == 0 and metric == "det_ratio":
-            curves.append((theory.mvn_expected_det_ratio(g, m, dim), r"theory E[det $\Sigma_g$]/det $\Sigma_0$"))
-    if regime == "accumulate" and ddof == 0 and metric == "mean_sq_error":
-        curves.append((theory.mvn_accumulate_mean_sq_error_bound(g, m, np.trace(cov)), "theory: upper bound"))
-    return curves
+    """(values, label) of the family's closed forms that apply to this run's metric."""
+    return config_lib.make_family(config["family"]).theory_curves(config, metric, generations)
 
 
 # ---------------------------------------------------------------- pieces
@@ -217,7 +184,8 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
         ax.set_ylabel("density")
         ax.legend(fontsize=8, frameon=False)
     elif point_shape == (2,):
-        fitted = [_fitted_mixture(results.params, 0, g) for g in gens]
+        family = config_lib.make_family(results.config["family"])
+        fitted = [family.fitted_density_2d(results.params, 0, g) for g in gens]
         shared = not any(m is not None for m in fitted)  # with fits each panel zooms with its fit
         fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.8), sharex=shared, sharey=shared, squeeze=False)
         for ax, j, g in zip(axes[0], range(k), gens):
@@ -240,18 +208,6 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
     if not (np.issubdtype(samples.dtype, np.integer) and point_shape == ()):
         fig.tight_layout()
     return _save(fig, path)
-
-
-def _fitted_mixture(params: dict | None, chain: int, generation: int):
-    """(weights, means, covs) of a 2-D fit (GMM, or Gaussian as one component) from recorded params, or None."""
-    if not params:
-        return None
-    if {"weights", "means", "covs"} <= set(params):
-        return tuple(np.asarray(params[name][chain, generation], np.float64) for name in ("weights", "means", "covs"))
-    if {"mean", "cov"} <= set(params) and np.shape(params["mean"])[2:] == (2,):
-        mean, cov = (np.asarray(params[name][chain, generation], np.float64) for name in ("mean", "cov"))
-        return np.ones(1), mean[None], cov[None]
-    return None
 
 
 def points_and_density(ax, x, mixture=None, *, half=None):

@@ -42,7 +42,7 @@ def collectives(program, state):
     """Names of cross-device operations in the compiled advance() program."""
     import numpy as np
 
-    from jaxcollapse import chain
+    from jaxcollapse.engine import program as chain
 
     lowered = chain._advance_jit.lower(
         state.carry, *program.layout.replicate((np.int32(1), np.int32(2))), program.family, program.regime,
@@ -57,7 +57,7 @@ def mesh_mode(out):
     import numpy as np
 
     import jaxcollapse as jc
-    from jaxcollapse import chain
+    from jaxcollapse.engine import program as chain
 
     arrays, checks = {}, {}
     for kind in KINDS:

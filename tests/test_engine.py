@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import jaxcollapse as jc
-from jaxcollapse import chain as chain_lib
+from jaxcollapse.engine import program as chain_lib
 
 
 def gaussian2():
@@ -163,8 +163,12 @@ def test_regime_training_sets_match_numpy_reference(name):
                 n_real = round(0.3 * n)
                 x = np.concatenate([snaps[0][:n_real], snaps[g][: n - n_real]])
                 w = np.ones(n)
-            else:  # fresh real data is not stored; check the synthetic share's weight through the count
-                continue
+            else:  # fresh real data: redrawn from the source with the generation's real key (split 1 of 4)
+                k_real = jax.random.split(jax.random.fold_in(res.chain_key(c), g), 4)[1]
+                n_real = round(0.5 * n)
+                fresh = np.asarray(fam.sample(k_real, src, n), float)
+                x = np.concatenate([fresh[:n_real], snaps[g][: n - n_real]])
+                w = np.ones(n)
             mean, cov = fit_numpy(x, w, ddof=1)
             np.testing.assert_allclose(res.params.mean[c, g], mean, rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(res.params.cov[c, g], cov, rtol=1e-4, atol=1e-5)

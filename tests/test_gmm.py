@@ -11,8 +11,8 @@ import scipy.stats
 from jaxcollapse import mixture_metrics
 from jaxcollapse.families import _em
 from jaxcollapse.families import gmm as gmm_module
-from jaxcollapse.families.base import SourceRef
 from jaxcollapse.families.gmm import GMM, GMMParams
+from jaxcollapse.types import Source
 
 
 def _two_clusters(rng, dim, n=(300, 200)):
@@ -303,12 +303,12 @@ def test_l2_distance_matches_quadrature(x64):
 def test_metrics_values():
     fam = GMM(2, 2)
     p = fam.make_params([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], [np.diag([1.0, 4.0]), 0.01 * np.eye(2)])
-    out = fam.metrics(p, SourceRef(params=fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])))
+    out = fam.metrics(jax.random.key(0), p, Source(params=fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])))
     np.testing.assert_allclose(np.asarray(out["component_std"]), [np.sqrt(2.5), 0.1], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(out["log_det_cov"]), [np.log(4.0), np.log(1e-4)], rtol=1e-5)
     np.testing.assert_allclose(float(out["weight_entropy"]), np.log(2.0), rtol=1e-6)
     assert float(out["l2_to_source"]) > 0
-    assert "l2_to_source" not in fam.metrics(p, SourceRef(data=jnp.zeros((5, 2))))
+    assert "l2_to_source" not in fam.metrics(jax.random.key(0), p, Source(data=jnp.zeros((5, 2))))
     x = np.asarray(fam.sample(jax.random.key(0), p, 100))
     np.testing.assert_allclose(float(mixture_metrics.heldout_loglik(p, x)),
                                float(jnp.mean(fam.log_prob(p, x))), rtol=1e-6)

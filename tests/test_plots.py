@@ -4,6 +4,7 @@ import numpy as np
 from _studies import DICE, GAUSSIAN_SWEEP, finished
 from PIL import Image
 
+import jaxcollapse as jc
 from jaxcollapse import plots
 
 
@@ -60,8 +61,8 @@ def test_2d_snapshots_draw_the_fitted_density():
     gmm = {"weights": np.full((1, 2, 2), 0.5), "means": np.tile([3.0, -1.0], (1, 2, 2, 1)),
            "covs": np.tile(np.eye(2) * 0.0025, (1, 2, 2, 1, 1))}
     gaussian = {"mean": gmm["means"][:, :, 0], "cov": gmm["covs"][:, :, 0]}
-    for params in (gmm, gaussian):
-        mixture = plots._fitted_mixture(params, 0, 1)
+    for family, params in ((jc.GMM(2, dim=2), gmm), (jc.Gaussian(dim=2), gaussian)):
+        mixture = family.fitted_density_2d(params, 0, 1)
         fig, ax = plt.subplots()
         plots.points_and_density(ax, x, mixture)
         contours = [c for c in ax.get_children() if isinstance(c, matplotlib.contour.ContourSet)]
@@ -69,5 +70,5 @@ def test_2d_snapshots_draw_the_fitted_density():
         lo, hi = ax.get_xlim()
         assert lo < 3.0 < hi and hi - lo < 1.0  # zoomed on the fit, not the origin
         plt.close(fig)
-    assert plots._fitted_mixture({"mean": np.zeros((1, 2, 3))}, 0, 1) is None
-    assert plots._fitted_mixture(None, 0, 0) is None
+    assert jc.Gaussian(dim=3).fitted_density_2d({"mean": np.zeros((1, 2, 3))}, 0, 1) is None
+    assert jc.GMM(2, dim=2).fitted_density_2d(None, 0, 0) is None

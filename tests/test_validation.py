@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxcollapse as jc
-from jaxcollapse import chain as chain_lib
+from jaxcollapse.engine import program as chain_lib
 
 
 def gaussian_src(fam):

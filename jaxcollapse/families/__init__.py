@@ -1,9 +1,9 @@
-"""Model families: one file each, frozen dataclasses with pure fit/sample/log_prob."""
-from jaxcollapse.families.base import FitInfo, SourceRef
+"""Model families: one file (or folder) each, registered by name in REGISTRY."""
+from jaxcollapse.families.base import REGISTRY, Family, SufficientStats, register
 from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
 from jaxcollapse.families.gmm import GMM, GMMParams
 from jaxcollapse.families.vae import VAE, VAEParams
 
-__all__ = ["GMM", "VAE", "Categorical", "CategoricalParams", "FitInfo", "GMMParams", "Gaussian", "GaussianParams",
-           "SourceRef", "VAEParams"]
+__all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Family", "GMMParams", "Gaussian",
+           "GaussianParams", "SufficientStats", "VAEParams", "register"]

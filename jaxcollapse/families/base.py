@@ -1,44 +1,134 @@
-"""What every model family provides to the chain engine.
+"""What every model family provides: the Family protocol, the registry, and shared helpers.
 
-A family is a frozen dataclass registered as a JAX pytree: fields that fix shapes
-(dim, n_components, network sizes, ...) are static metadata, numbers that don't
-(reg_covar, learning rate, sampling bias) are pytree leaves, so changing them does
-not recompile. All methods are pure and take the key first.
+A family is a frozen dataclass registered as a JAX pytree (@family): fields that fix shapes
+(dim, n_components, network sizes, ...) are static, numbers that don't (reg_covar, learning
+rate, sampling bias) are pytree leaves, so changing them does not recompile. Methods are pure
+and take the key first; the engine calls them for one chain (no chain axis) and vmaps.
 
-Methods the engine calls (one chain, no chain axis; the engine vmaps):
-    fit(key, x, w, init) -> (params, FitInfo)
-        x [n, *point_shape], w [n] non-negative weights (0 = not in the training set).
-        init is the previous generation's params (for warm starts) or None at generation 0.
-    sample(key, params, n) -> x [n, *point_shape]       exact draws from the distribution
-    generate(key, params, n) -> x                        what a trained model emits for the next
-                                                         generation (sampling bias, decoder means);
-                                                         defaults to sample
-    log_prob(params, x) -> [n]
-    metrics(params, reference) -> dict[str, array]       reference is a SourceRef
-Optional, for O(1)-memory accumulation (has_stats = True):
-    stats(x, w) -> stats pytree;  merge_stats(a, b) -> stats;  fit_stats(stats) -> (params, FitInfo)
-Host-side (Python, before compiling):
-    make_params(**arrays) -> params (validated)
-    check_source(source) -> SourceRef (true params, or a real data array)
-    check_settings(n_samples) raises ValueError
-    point_shape, point_dtype
+Adding a family: its file (or folder) with a @register("name") class, one import line in
+families/__init__.py, and one row in tests/test_family_contract.py.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
+from jaxcollapse.families.study_base import StudyKnowledge
+from jaxcollapse.types import FitInfo, Source
 
-class FitInfo(NamedTuple):
-    """Per-fit diagnostics: flags, never exceptions (the engine records them per chain and generation)."""
+REGISTRY: dict[str, type] = {}
 
-    n_iter: jax.Array      # iterations used (1 for closed-form fits)
-    converged: jax.Array   # bool
-    log_lik: jax.Array     # final mean weighted log-likelihood of the training set (nan if not computed)
-    finite: jax.Array      # bool: every parameter is finite
+
+@runtime_checkable
+class Family(Protocol):
+    """The engine's contract. Points are arrays [n, *point_shape] or pytrees of them (point_struct)."""
+
+    has_stats: bool        # True: stats / merge_stats / fit_stats exist (O(1)-memory accumulate)
+    heldout_size: int      # held-out real points a parametric source gets per chain (0: none)
+
+    def check_params(self, params) -> Any: ...           # validated params of a source, or raise
+
+    def check_data(self, name: str, data) -> Any: ...    # validated real points, or raise
+
+    def check_settings(self, n_samples: int) -> None: ...
+
+    def fit(self, key, x, w, init) -> tuple[Any, FitInfo]: ...   # w [n] >= 0; init: previous params or None
+
+    def sample(self, key, params, n: int) -> Any: ...    # exact draws
+
+    def generate(self, key, params, n: int, source: Source) -> Any: ...  # what a trained model emits
+
+    def log_prob(self, params, x) -> jax.Array: ...
+
+    def metrics(self, key, params, source: Source) -> dict: ...
+
+
+@runtime_checkable
+class SufficientStats(Protocol):
+    def stats(self, x, w) -> Any: ...
+
+    def merge_stats(self, a, b) -> Any: ...
+
+    def fit_stats(self, stats) -> tuple[Any, FitInfo]: ...
+
+
+class FamilyBase(StudyKnowledge):
+    """Defaults every built-in family shares (a family need not inherit it: the protocol is what counts)."""
+
+    has_stats = False
+    heldout_size = 0
+
+    def check_source(self, source) -> Source:
+        """A checked Source from true params, a real data array, or a jc.Source (ValueError naming it)."""
+        return make_source(self, source)
+
+    def generate(self, key, params, n: int, source: Source | None = None):
+        """What a trained model hands the next generation; by default exact samples."""
+        return self.sample(key, params, n)
+
+
+def register(name: str):
+    """Class decorator: add a family class to REGISTRY under its TOML name."""
+
+    def wrap(cls):
+        if name in REGISTRY and REGISTRY[name] is not cls:
+            raise ValueError(f"a family named {name!r} is already registered ({REGISTRY[name].__name__})")
+        cls.registry_name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def family(static: tuple[str, ...]):
+    """Decorator: frozen dataclass registered as a pytree; `static` names the shape-fixing fields."""
+
+    def wrap(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        data = [n for n in names if n not in static]
+        return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(static))
+
+    return wrap
+
+
+def point_struct(fam) -> Any:
+    """One point's shape and dtype (a pytree of ShapeDtypeStruct for pytree points)."""
+    struct = getattr(fam, "point_struct", None)
+    if struct is not None:
+        return struct
+    return jax.ShapeDtypeStruct(tuple(fam.point_shape), fam.point_dtype)
+
+
+def zero_points(fam, n: int):
+    return jax.tree_util.tree_map(lambda s: jnp.zeros((n,) + s.shape, s.dtype), point_struct(fam))
+
+
+def make_source(fam, source) -> Source:
+    """A checked Source from what a user passed: true params, a real data array, or a Source."""
+    if source is None:
+        raise ValueError("source is required: the true distribution's params, a real data array, or a jc.Source")
+    if isinstance(source, Source):
+        if source.params is None and source.data is None:
+            raise ValueError("source must hold params (the true distribution) or data (a real data pool)")
+        params = None if source.params is None else fam.check_params(source.params)
+        data = None if source.data is None else _device(fam.check_data("source.data", source.data))
+        heldout = None if source.heldout is None else _device(fam.check_data("source.heldout", source.heldout))
+        return Source(params, data, heldout)
+    if _looks_like_params(source):
+        return Source(params=fam.check_params(source))
+    return Source(data=_device(fam.check_data("source", source)))
+
+
+def _device(points):
+    return jax.tree_util.tree_map(jnp.asarray, points)
+
+
+def _looks_like_params(source) -> bool:
+    return isinstance(source, tuple) and hasattr(source, "_fields")
 
 
 def closed_form_info(params: Any) -> FitInfo:
@@ -56,24 +146,8 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-class SourceRef(NamedTuple):
-    """The real source of a study: true parameters, a real data array, or both absent.
+def wrong_params(fam, params, expected: type) -> ValueError:
+    """The error for a source of another family (named, with what was expected)."""
+    return ValueError(f"source must be {expected.__name__} (or a real data array) for {type(fam).__name__}, "
+                      f"got {type(params).__name__}")
 
-    params: the source distribution (real data is drawn from it), or None.
-    data: a real data array [n_data, *point_shape] (real data is subsampled from it), or None.
-    """
-
-    params: Any = None
-    data: Any = None
-
-
-def family(static: tuple[str, ...]):
-    """Decorator: frozen dataclass registered as a pytree; `static` names the shape-fixing fields."""
-
-    def wrap(cls):
-        cls = dataclasses.dataclass(frozen=True)(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
-        data = [n for n in names if n not in static]
-        return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(static))
-
-    return wrap

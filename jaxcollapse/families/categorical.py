@@ -8,20 +8,24 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from jaxcollapse import _checks
-from jaxcollapse.families.base import FitInfo, SourceRef, closed_form_info, family
+from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
+from jaxcollapse.families.categorical_study import CategoricalStudy
+from jaxcollapse.types import FitInfo, Source
 
 
 class CategoricalParams(NamedTuple):
     probs: jax.Array  # [S]
 
 
+@register("categorical")
 @family(static=("n_states",))
-class Categorical:
+class Categorical(CategoricalStudy, FamilyBase):
     """A die with `n_states` faces; points are integer states in [0, n_states)."""
 
     n_states: int
 
     has_stats = True
+    heldout_size = 0
 
     def __post_init__(self):
         _checks.positive_int("n_states", self.n_states, minimum=2)
@@ -38,13 +42,16 @@ class Categorical:
         probs = _checks.probability_vector("probs", probs, self.n_states)
         return CategoricalParams(jnp.asarray(probs, jnp.result_type(float)))
 
-    def check_source(self, source) -> SourceRef:
-        if isinstance(source, CategoricalParams):
-            return SourceRef(params=self.make_params(source.probs))
-        data = _checks.finite_array("source", source, ndim=1)
+    def check_params(self, params) -> CategoricalParams:
+        if not isinstance(params, CategoricalParams):
+            raise wrong_params(self, params, CategoricalParams)
+        return self.make_params(params.probs)
+
+    def check_data(self, name: str, data):
+        data = _checks.finite_array(name, data, ndim=1)
         if not (jnp.issubdtype(data.dtype, jnp.integer) and data.min() >= 0 and data.max() < self.n_states):
-            raise ValueError(f"source must be CategoricalParams or an integer array of states in [0, {self.n_states})")
-        return SourceRef(data=jnp.asarray(data, jnp.int32))
+            raise ValueError(f"{name} must be CategoricalParams or an integer array of states in [0, {self.n_states})")
+        return jnp.asarray(data, jnp.int32)
 
     def check_settings(self, n_samples: int) -> None:
         del n_samples
@@ -52,7 +59,7 @@ class Categorical:
     def sample(self, key, params: CategoricalParams, n: int) -> jax.Array:
         return dist.Categorical(probs=params.probs).sample(key, (n,)).astype(jnp.int32)
 
-    def generate(self, key, params: CategoricalParams, n: int) -> jax.Array:
+    def generate(self, key, params: CategoricalParams, n: int, source: Source | None = None) -> jax.Array:
         return self.sample(key, params, n)
 
     def log_prob(self, params: CategoricalParams, x) -> jax.Array:
@@ -72,13 +79,14 @@ class Categorical:
         del key, init
         return self.fit_stats(self.stats(x, w))
 
-    def metrics(self, params: CategoricalParams, reference: SourceRef) -> dict:
+    def metrics(self, key, params: CategoricalParams, source: Source) -> dict:
         from jaxcollapse import metrics
 
+        del key  # closed forms
         out = {
             "entropy": metrics.entropy(params.probs),
             "support_size": jnp.sum(params.probs > 0).astype(jnp.int32),
         }
-        if reference.params is not None:
-            out["tv_to_source"] = metrics.total_variation(params.probs, reference.params.probs)
+        if source.params is not None:
+            out["tv_to_source"] = metrics.total_variation(params.probs, source.params.probs)
         return out

@@ -9,7 +9,9 @@ import numpy as np
 import numpyro.distributions as dist
 
 from jaxcollapse import _checks
-from jaxcollapse.families.base import FitInfo, SourceRef, closed_form_info, family
+from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
+from jaxcollapse.families.gaussian_study import GaussianStudy
+from jaxcollapse.types import FitInfo, Source
 
 
 class GaussianParams(NamedTuple):
@@ -25,8 +27,9 @@ class GaussianStats(NamedTuple):
     scatter: jax.Array  # [d, d]  sum_i w_i (x_i - mean)(x_i - mean)^T
 
 
+@register("gaussian")
 @family(static=("dim", "ddof"))
-class Gaussian:
+class Gaussian(GaussianStudy, FamilyBase):
     """N(mean, cov) in `dim` dimensions.
 
     ddof: 0 fits the MLE covariance, 1 the unbiased one.
@@ -40,6 +43,7 @@ class Gaussian:
     reg_covar: float = 0.0
 
     has_stats = True
+    heldout_size = 0
 
     def __post_init__(self):
         _checks.positive_int("dim", self.dim)
@@ -63,13 +67,16 @@ class Gaussian:
         dtype = self.point_dtype
         return GaussianParams(jnp.asarray(mean, dtype), jnp.asarray(cov, dtype))
 
-    def check_source(self, source) -> SourceRef:
-        if isinstance(source, GaussianParams):
-            return SourceRef(params=self.make_params(source.mean, source.cov))
-        data = _checks.finite_array("source", source, ndim=2)
+    def check_params(self, params) -> GaussianParams:
+        if not isinstance(params, GaussianParams):
+            raise wrong_params(self, params, GaussianParams)
+        return self.make_params(params.mean, params.cov)
+
+    def check_data(self, name: str, data):
+        data = _checks.finite_array(name, data, ndim=2)
         if data.shape[1] != self.dim:
-            raise ValueError(f"source must be GaussianParams or a data array [n, {self.dim}], got shape {data.shape}")
-        return SourceRef(data=jnp.asarray(data, self.point_dtype))
+            raise ValueError(f"{name} must be GaussianParams or a data array [n, {self.dim}], got shape {data.shape}")
+        return jnp.asarray(data, self.point_dtype)
 
     def check_settings(self, n_samples: int) -> None:
         if self.ddof == 1 and n_samples < 2:
@@ -82,7 +89,7 @@ class Gaussian:
     def sample(self, key, params: GaussianParams, n: int) -> jax.Array:
         return self.distribution(params).sample(key, (n,))
 
-    def generate(self, key, params: GaussianParams, n: int) -> jax.Array:
+    def generate(self, key, params: GaussianParams, n: int, source: Source | None = None) -> jax.Array:
         return self.distribution(params, self.lam).sample(key, (n,))
 
     def log_prob(self, params: GaussianParams, x) -> jax.Array:
@@ -113,11 +120,12 @@ class Gaussian:
         del key, init  # closed form
         return self.fit_stats(self.stats(x, w))
 
-    def metrics(self, params: GaussianParams, reference: SourceRef) -> dict:
+    def metrics(self, key, params: GaussianParams, source: Source) -> dict:
         from jaxcollapse import metrics
 
+        del key  # closed forms
         out = {"log_det_cov": metrics.log_det_spd(params.cov)}
-        if reference.params is not None:
-            out["w2_to_source"] = metrics.gaussian_w2(params, reference.params)
-            out["kl_to_source"] = metrics.gaussian_kl(reference.params, params)
+        if source.params is not None:
+            out["w2_to_source"] = metrics.gaussian_w2(params, source.params)
+            out["kl_to_source"] = metrics.gaussian_kl(source.params, params)
         return out

@@ -10,10 +10,11 @@ import numpyro.distributions as dist
 
 from jaxcollapse import _checks
 from jaxcollapse.families import _em
-from jaxcollapse.families.base import FitInfo, SourceRef, all_finite, family
+from jaxcollapse.families.base import FamilyBase, all_finite, family, register, wrong_params
+from jaxcollapse.families.gmm_study import GMMStudy
+from jaxcollapse.types import FitInfo, Source
 
 COVARIANCES = ("full", "diag", "spherical")
-HELDOUT_SIZE, HELDOUT_SEED = 1000, 20230527  # the held-out real sample of metrics() (fixed: common to all chains)
 INITS = ("kmeans++", "random", "previous")
 
 
@@ -25,8 +26,9 @@ class GMMParams(NamedTuple):
     covs: jax.Array     # [K, d, d]
 
 
+@register("gmm")
 @family(static=("n_components", "dim", "covariance", "max_iter", "init", "kmeans_iter"))
-class GMM:
+class GMM(GMMStudy, FamilyBase):
     """Mixture of `n_components` Gaussians in `dim` dimensions, fitted by EM.
 
     covariance: "full", "diag" or "spherical" (params always hold full [K, d, d] matrices).
@@ -62,6 +64,7 @@ class GMM:
     kmeans_iter: int = 10
 
     has_stats = False
+    heldout_size = 1000  # held-out real points per chain scored by metrics' heldout_loglik
 
     def __post_init__(self):
         _checks.positive_int("n_components", self.n_components)
@@ -98,23 +101,26 @@ class GMM:
         dtype = self.point_dtype
         return GMMParams(jnp.asarray(weights, dtype), jnp.asarray(means, dtype), jnp.asarray(covs, dtype))
 
-    def check_source(self, source) -> SourceRef:
-        """Source: GMMParams (any K, dim must match), a single Gaussian (mean, cov), or data [n, dim]."""
-        if isinstance(source, GMMParams):
-            means = np.asarray(source.means)
+    def check_params(self, params) -> GMMParams:
+        """A source mixture (any K; dim must match) or a single Gaussian (GaussianParams: one blob)."""
+        if isinstance(params, GMMParams):
+            means = np.asarray(params.means)
             if means.ndim != 2 or means.shape[1] != self.dim:
                 raise ValueError(f"source must have dimension dim={self.dim}; its means have shape {means.shape}")
-            return SourceRef(params=self.make_params(source.weights, source.means, source.covs))
-        if hasattr(source, "mean") and hasattr(source, "cov"):  # GaussianParams: one blob
-            mean = np.asarray(source.mean)
+            return self.make_params(params.weights, params.means, params.covs)
+        if hasattr(params, "mean") and hasattr(params, "cov"):  # GaussianParams: one blob
+            mean = np.asarray(params.mean)
             if mean.shape != (self.dim,):
                 raise ValueError(f"source must have dimension dim={self.dim}; its mean has shape {mean.shape}")
-            return SourceRef(params=self.make_params([1.0], mean[None], np.asarray(source.cov)[None]))
-        data = _checks.finite_array("source", source, ndim=2)
+            return self.make_params([1.0], mean[None], np.asarray(params.cov)[None])
+        raise wrong_params(self, params, GMMParams)
+
+    def check_data(self, name: str, data):
+        data = _checks.finite_array(name, data, ndim=2)
         if data.shape[1] != self.dim:
-            raise ValueError(f"source must be GMMParams or a data array [n, {self.dim}] (dim={self.dim}), "
+            raise ValueError(f"{name} must be GMMParams or a data array [n, {self.dim}] (dim={self.dim}), "
                              f"got shape {data.shape}")
-        return SourceRef(data=jnp.asarray(data, self.point_dtype))
+        return jnp.asarray(data, self.point_dtype)
 
     def check_settings(self, n_samples: int) -> None:
         if self.n_components > n_samples:
@@ -129,7 +135,7 @@ class GMM:
         """n exact draws; params may have any number of components."""
         return _em.sample_mixture(key, _em.MixtureParams(*params), n)
 
-    def generate(self, key, params: GMMParams, n: int) -> jax.Array:
+    def generate(self, key, params: GMMParams, n: int, source: Source | None = None) -> jax.Array:
         return self.sample(key, params, n)
 
     def log_prob(self, params: GMMParams, x) -> jax.Array:
@@ -166,22 +172,23 @@ class GMM:
         log_lik = jnp.sum(w * _em.point_log_prob(result.params, x)) / jnp.sum(w)
         return params, FitInfo(result.n_iter, result.converged, log_lik, all_finite(params))
 
-    def metrics(self, params: GMMParams, reference: SourceRef) -> dict:
+    def metrics(self, key, params: GMMParams, source: Source) -> dict:
         """Per chain: component_std [K] = sqrt(trace(cov_k) / dim) (RMS std over axes),
-        log_det_cov [K], weight_entropy (nats); when the source is a distribution also
-        l2_to_source = integral of (p - q)^2 and heldout_loglik, the mean log-likelihood under the
-        model of HELDOUT_SIZE real points (drawn from the source once, with a fixed key: the same
-        points for every chain and generation). L2 to generation 0 needs the whole history:
+        log_det_cov [K], weight_entropy (nats); l2_to_source = integral of (p - q)^2 when the
+        source is a distribution; heldout_loglik, the mean log-likelihood under the model of the
+        source's held-out real points (a parametric source draws heldout_size of them per chain,
+        once, from the chain's key). L2 to generation 0 needs the whole history:
         mixture_metrics.l2_to_generation(res.params) (the CLI adds it as l2_to_generation0)."""
         from jaxcollapse import mixture_metrics
 
+        del key  # closed forms and fixed held-out points
         out = {
             "component_std": mixture_metrics.component_std(params),
             "log_det_cov": mixture_metrics.log_det_covs(params),
             "weight_entropy": mixture_metrics.weight_entropy(params),
         }
-        if reference.params is not None:
-            out["l2_to_source"] = mixture_metrics.l2_distance(params, reference.params)
-            held = self.sample(jax.random.key(HELDOUT_SEED), reference.params, HELDOUT_SIZE)
-            out["heldout_loglik"] = mixture_metrics.heldout_loglik(params, held)
+        if source.params is not None:
+            out["l2_to_source"] = mixture_metrics.l2_distance(params, source.params)
+        if source.heldout is not None:
+            out["heldout_loglik"] = mixture_metrics.heldout_loglik(params, source.heldout)
         return out

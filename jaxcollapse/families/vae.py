@@ -6,7 +6,6 @@ Generation g+1 is trained on what generation g *generates*: decoder means of z ~
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -17,10 +16,11 @@ import optax
 
 from jaxcollapse import _checks
 from jaxcollapse.families import _vae_nets
-from jaxcollapse.families.base import FitInfo, SourceRef, all_finite, family
+from jaxcollapse.families.base import FamilyBase, all_finite, family, register
+from jaxcollapse.types import FitInfo, Source
 
-# log_prob and metrics take no key; their Monte Carlo draws use this fixed one (common random
-# numbers: the same z-noise for every generation and chain, so differences are not noise)
+# log_prob takes no key (the family protocol); its ELBO's z-draws use this fixed one (common random
+# numbers: the same z-noise for every model scored, so differences are not noise)
 _EVAL_KEY_SEED = 20231125
 
 
@@ -29,9 +29,10 @@ class VAEParams(NamedTuple):
     decoder: dict  # flax params of p(x | z)
 
 
+@register("vae")
 @family(static=("latent_dim", "hidden", "architecture", "likelihood", "n_steps", "batch_size",
                 "next_data", "init", "image_shape", "n_eval"))
-class VAE:
+class VAE(FamilyBase):
     """A VAE on images [h, w] (or vectors [d]) with values in [0, 1].
 
     latent_dim: size of z; prior N(0, I).
@@ -64,7 +65,7 @@ class VAE:
     """
 
     latent_dim: int = 8
-    hidden: tuple = (128,)
+    hidden: tuple[int, ...] = (128,)
     architecture: str = "mlp"
     likelihood: str = "bernoulli"
     n_steps: int = 1000
@@ -72,11 +73,12 @@ class VAE:
     learning_rate: float = 1e-3
     next_data: str = "mean"
     init: str = "scratch"
-    image_shape: tuple = (8, 8)
+    image_shape: tuple[int, ...] = (8, 8)
     obs_std: float = 0.1
     n_eval: int = 512
 
     has_stats = False
+    heldout_size = 0
 
     def __post_init__(self):
         _checks.positive_int("latent_dim", self.latent_dim)
@@ -115,10 +117,6 @@ class VAE:
     def point_dtype(self):
         return jnp.result_type(float)
 
-    @property
-    def n_pixels(self) -> int:
-        return math.prod(self.image_shape)
-
     # ---- host-side -------------------------------------------------------------------
     def check_data(self, name: str, data) -> np.ndarray:
         """Validate an image array [n, *image_shape]; Bernoulli needs values in [0, 1]."""
@@ -137,13 +135,9 @@ class VAE:
                              f"got range [{arr.min()}, {arr.max()}]")
         return arr
 
-    def check_source(self, source) -> SourceRef:
-        if isinstance(source, SourceRef):
-            source = source.data
-        if source is None:
-            raise ValueError("source must be a real data array [n, *image_shape]; a VAE has no true parameters")
-        data = self.check_data("source", source)
-        return SourceRef(data=jnp.asarray(data, self.point_dtype))
+    def check_params(self, params):
+        raise ValueError("source must be a real data array [n, *image_shape] (or a jc.Source of them); "
+                         f"a VAE has no true parameters, got {type(params).__name__}")
 
     def check_settings(self, n_samples: int) -> None:
         _checks.positive_int("n_samples", n_samples)
@@ -211,7 +205,7 @@ class VAE:
         draw = self._likelihood(self.decode(params, z)).sample(k_x)
         return draw.astype(self.point_dtype)
 
-    def generate(self, key, params: VAEParams, n: int) -> jax.Array:
+    def generate(self, key, params: VAEParams, n: int, source: Source | None = None) -> jax.Array:
         """What the model hands the next generation: decoder means ("mean") or likelihood draws."""
         if self.next_data == "sample":
             return self.sample(key, params, n)
@@ -270,17 +264,18 @@ class VAE:
         params, info, _ = self.fit_trace(key, x, w, init)
         return params, info
 
-    def metrics(self, params: VAEParams, reference: SourceRef) -> dict:
-        """Per-chain scalars: ELBO on (up to n_eval) source images, and the diversity of generations."""
+    def metrics(self, key, params: VAEParams, source: Source) -> dict:
+        """Per-chain scalars: the diversity of generated images, and the ELBO of (up to n_eval) held-out
+        real images (source.heldout) when the source has them. `key` is the chain's metrics key, the
+        same every generation (common random numbers)."""
         from jaxcollapse import vae_metrics
 
-        key = jax.random.key(_EVAL_KEY_SEED)
         out = {}
         generated = self.generate(jax.random.fold_in(key, 1), params, self.n_eval)
         out["diversity"] = vae_metrics.mean_pairwise_distance(generated)
         out["pixel_std"] = jnp.mean(jnp.std(generated, axis=0))
-        if reference.data is not None:
-            real = reference.data[: self.n_eval]
+        if source.heldout is not None:
+            real = source.heldout[: self.n_eval]
             elbo = self.elbo(params, key, real, n_draws=4)
             out["elbo_source"] = jnp.mean(elbo)
             out["nll_bound_source"] = -jnp.mean(elbo)  # nats per image, an upper bound on -log p(x)

@@ -1,70 +1,36 @@
 """Host-side analysis of finished runs: derived metrics, collapse rules and times, summaries."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from jaxcollapse import io
 
 
+def _family(config: dict):
+    from jaxcollapse import config as config_lib
+
+    return config_lib.make_family(config["family"])
+
+
 def derived_names(config: dict) -> list[str]:
-    recorded = config["run"].get("metrics")
-    if config["family"]["name"] == "gmm":
-        return ["l2_to_generation0"] if recorded is None or {"weights", "means", "covs"} <= set(recorded) else []
-    if config["family"]["name"] != "gaussian":
-        return []
-    if recorded is not None and not {"mean", "cov"} <= set(recorded):
-        return []
-    has_source_params = "data" not in config["source"] and "dataset" not in config["source"]
-    names = ["std"] if config["family"]["dim"] == 1 else []
-    if has_source_params:
-        names += ["mean_sq_error", "det_ratio"]
-    return names
+    """Metrics the run's family derives from its parameter histories after the run."""
+    return _family(config).derived_names(config)
 
 
 def derived_metrics(config: dict, family, source, params) -> dict:
-    """Metrics computed from parameter histories: Gaussian std (d = 1), ||mean - mean_0||^2, det ratio;
-    GMM: L2 distance to generation 0's mixture (the paper's curve)."""
-    names = derived_names(config)
-    if not names or params is None:
+    """The family's derived metrics (e.g. Gaussian std, GMM L2 to generation 0) from parameter histories."""
+    if params is None or not family.derived_names(config):
         return {}
     if not isinstance(params, dict):
         params = params._asdict()
-    if "l2_to_generation0" in names:
-        from jaxcollapse import mixture_metrics
-
-        return {"l2_to_generation0": mixture_metrics.l2_to_generation(params, 0)}
-    mean, cov = np.asarray(params["mean"]), np.asarray(params["cov"])
-    out = {}
-    if "std" in names:
-        out["std"] = np.sqrt(cov[..., 0, 0])
-    if "mean_sq_error" in names:
-        out["mean_sq_error"] = np.sum((mean - np.asarray(source.mean)) ** 2, axis=-1)
-    if "det_ratio" in names:
-        _, logdet = np.linalg.slogdet(cov.astype(np.float64))
-        _, logdet0 = np.linalg.slogdet(np.asarray(source.cov, np.float64))
-        out["det_ratio"] = np.exp(logdet - logdet0).astype(cov.dtype)
-    return out
+    return family.derived_metrics(config, source, params)
 
 
 def collapse_rule(config: dict) -> dict:
-    """The [collapse] table, or a default for the family: support size 1 (dice), std < 0.1 sigma (d = 1)."""
+    """The [collapse] table, or the family's default rule (dice: support size 1; Gaussian d = 1: std < 0.1 sigma)."""
     if config["collapse"]:
         return config["collapse"]
-    family = config["family"]["name"]
-    if family == "categorical" and (config["run"].get("metrics") is None
-                                    or "support_size" in config["run"]["metrics"]):
-        return {"metric": "support_size", "below": 2}
-    if "std" in derived_names(config):
-        sigma = 1.0
-        source = config["source"]
-        if "cov" in source:
-            sigma = math.sqrt(source["cov"][0][0])
-        elif "std" in source:
-            sigma = source["std"]
-        return {"metric": "std", "below": 0.1 * sigma}
-    return {}
+    return _family(config).collapse_rule(config)
 
 
 def collapse_times(values, rule: dict) -> np.ndarray:

@@ -29,12 +29,14 @@ class Plan:
 
 
 def _source(config: dict, family):
+    """The run's source from its checked [source] table: a data file, a built-in dataset, or the
+    family's own params (family.source_from_table)."""
     table = dict(config["source"])
-    name = config["family"]["name"]
     if "data" in table:
-        with np.load(table["data"], allow_pickle=False) as data:
-            if isinstance(data, np.ndarray):
-                return data
+        loaded = np.load(table["data"], allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded as data:
             keys = data.files
             key = table.get("key") or (keys[0] if len(keys) == 1 else None)
             if key not in keys:
@@ -42,33 +44,24 @@ def _source(config: dict, family):
             return data[key]
     if "dataset" in table:
         from jaxcollapse import datasets
+        from jaxcollapse.types import Source
 
-        train, _ = datasets.load_digits(seed=table.get("split_seed", 0))
-        return train
-    if name == "categorical" and "probs" not in table:
-        table["probs"] = [1.0 / family.n_states] * family.n_states
-    if name == "gaussian":
-        std = table.pop("std", None)
-        if std is not None and "cov" in table:
-            raise ConfigError(f"source.std = {std!r}; allowed: either source.std or source.cov, not both")
-        table.setdefault("mean", [0.0] * family.dim)
-        if "cov" not in table:
-            std = 1.0 if std is None else std
-            table["cov"] = (std ** 2 * np.eye(family.dim)).tolist()
+        train, heldout = datasets.load_digits(seed=table.get("split_seed", 0))
+        return Source(data=train, heldout=heldout)
     try:
-        return family.make_params(**table)
+        return family.source_from_table(table)
     except TypeError as err:
-        raise ConfigError(f"[source] {err}; the keys of [source] are the arguments of the {name} family's "
-                          f"make_params") from None
+        raise ConfigError(f"[source] {err}; the keys of [source] are the arguments of the "
+                          f"{config['family']['name']} family's make_params") from None
     except ValueError as err:
         raise ConfigError(config_lib._prefixed("source", str(err), table)) from None
 
 
 def _regime(config: dict):
-    from jaxcollapse import regimes
+    from jaxcollapse.stages import REGIMES
 
     table = config["regime"]
-    make = getattr(regimes, table["kind"])
+    make = REGIMES[table["kind"]]
     return make(table["fraction"]) if "fraction" in table else make()
 
 
@@ -79,7 +72,7 @@ def _record(config: dict, family):
 
 def build(name: str, config: dict, devices=None):
     """A Plan for one checked config; every ValueError becomes a ConfigError naming its key."""
-    from jaxcollapse.chain import ChainProgram
+    from jaxcollapse.engine import ChainProgram
 
     family = config_lib.make_family(config["family"])
     source = _source(config, family)

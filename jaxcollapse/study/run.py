@@ -46,7 +46,7 @@ def run_plan(plan: Plan, path: Path, *, resume: bool = False, chunk_size: int | 
     """Run one plan into `path` (already prepared); returns the chain.Result and the manifest."""
     import jax
 
-    from jaxcollapse.chain import ChainState
+    from jaxcollapse.engine import ChainState
 
     program, run = plan.program, plan.config["run"]
     n_generations = run["n_generations"]

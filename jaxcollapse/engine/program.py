@@ -1,0 +1,216 @@
+"""The compiled program: chains vmapped (and sharded), generations scanned, long runs in chunks.
+
+Keys: chain c's key is split from the run key (a run of one chain uses the run key itself, so
+`simulate(res.chain_key(i), ..., n_chains=1)` replays chain i); generation g of a chain uses
+fold_in(chain_key, g). Nothing random depends on the chunking, so chunked == one-piece.
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcollapse import _checks
+from jaxcollapse import sharding as sharding_lib
+from jaxcollapse.engine.result import Result
+from jaxcollapse.engine.step import ChainCarry, Spec, start_one, step_one
+from jaxcollapse.families.base import Family, make_source, zero_points
+from jaxcollapse.stages import base as stages_base
+from jaxcollapse.stages import mixing
+
+
+class ChainState(NamedTuple):
+    """A run between chunks: the batched carry and the last generation done."""
+
+    carry: ChainCarry
+    generation: int
+
+
+def _start_all(family, stage, source, chain_keys, spec, mesh=None):
+    def all_chains(shared, chain_keys, stage):
+        family, source = shared
+        return jax.vmap(lambda key, st: start_one(family, st, source, key, spec))(chain_keys, stage)
+
+    return sharding_lib.over_chains(all_chains, mesh, (family, source), chain_keys, stage)
+
+
+def _advance_all(carry, first_generation, n_valid, family, stage, source, spec, n_steps, mesh=None):
+    """n_steps generations per chain; steps past n_valid are skipped, so a short last chunk reuses the program."""
+
+    def all_chains(shared, carry, stage):
+        family, source, first_generation, n_valid = shared
+
+        def one_chain(chain_carry, st):
+            def step(c, offset):
+                return step_one(family, st, source, spec, c, first_generation + offset)
+
+            def body(c, offset):
+                skipped = lambda c, offset: (c, _zeros_like(jax.eval_shape(step, c, offset)[1]))  # noqa: E731
+                return jax.lax.cond(offset < n_valid, step, skipped, c, offset)
+
+            return jax.lax.scan(body, chain_carry, jnp.arange(n_steps))
+
+        return jax.vmap(one_chain)(carry, stage)
+
+    shared = (family, source, first_generation, n_valid)
+    return sharding_lib.over_chains(all_chains, mesh, shared, carry, stage)
+
+
+def _zeros_like(shapes):
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+_start_jit = jax.jit(_start_all, static_argnames=("spec", "mesh"))
+_advance_jit = jax.jit(_advance_all, static_argnames=("spec", "n_steps", "mesh"), donate_argnums=(0,))
+
+
+class ChainProgram:
+    """A validated study: start() fits generation 0, advance() runs further chunks of generations.
+
+    simulate() drives it; the study runner drives it too, to checkpoint between chunks.
+    """
+
+    def __init__(self, family, source, *, n_chains, n_generations, n_samples,
+                 regime=None, record=None, snapshot_at=(), max_pool_bytes=None, devices=None):
+        self.n_chains = _checks.positive_int("n_chains", n_chains)
+        self.layout = sharding_lib.ChainLayout.build(devices, self.n_chains)
+        self.n_generations = _checks.positive_int("n_generations", n_generations, minimum=0)
+        self.n_samples = _checks.positive_int("n_samples", n_samples)
+        stage = mixing.replace() if regime is None else regime
+        if not isinstance(stage, stages_base.Stage):
+            raise ValueError("regime must be a stage: jaxcollapse.replace(), accumulate(), accumulate_subsample(), "
+                             f"keep_real(f), fresh_real(f), a jc.pipeline(...) or your own @jc.stage, got {stage!r}")
+        if not isinstance(family, Family):
+            from jaxcollapse.families.base import REGISTRY
+
+            raise ValueError(f"family must be a jaxcollapse family ({', '.join(c.__name__ for c in REGISTRY.values())}"
+                             f", or your own implementing jaxcollapse.Family), got {family!r}")
+        family.check_settings(self.n_samples)
+        self.source = make_source(family, source)
+        if self.source.data is not None and _n_points(self.source.data) < self.n_samples:
+            raise ValueError(f"n_samples must be <= the number of real data points "
+                             f"({_n_points(self.source.data)}) when source is a data array, got {self.n_samples}")
+        self.family = family
+        stage.check(self.n_samples)
+        self.stage = stage  # as given; self.regime is its per-chain copy the compiled program takes
+        n_batch = _checks.positive_int("the stage's batch_size(n_samples)", stage.batch_size(self.n_samples))
+        self.regime = stages_base.per_chain(stage, self.n_chains)
+        snapshot_at = tuple(sorted({int(g) for g in snapshot_at}))
+        if any(g < 0 or g > self.n_generations for g in snapshot_at):
+            raise ValueError(f"snapshot_at must hold generations in [0, {self.n_generations}], got {snapshot_at}")
+        self.spec = Spec(self.n_samples, n_batch, self.n_generations, self._check_record(record), snapshot_at)
+        self._check_pool(max_pool_bytes)
+        # per-chain leaves sharded over the mesh, the rest copied to every device (no-ops on one device)
+        self.regime = self.layout.place(self.regime)
+        self.family, self.source = self.layout.replicate((self.family, self.source))
+
+    def _check_record(self, record):
+        if record is None or callable(record):
+            return record
+        if isinstance(record, str):
+            record = (record,)
+        record = tuple(record)
+        allowed = set(self.metric_names()) | set(self._param_names())
+        unknown = [name for name in record if name not in allowed]
+        if unknown or not record:
+            raise ValueError(f"record must name some of {sorted(allowed)}, got {list(record)}")
+        return record
+
+    def _param_names(self):
+        params = jax.eval_shape(lambda: self._one_fit()[0])
+        return list(params._fields)
+
+    def _one_fit(self):
+        x = zero_points(self.family, self.n_samples)
+        return self.family.fit(jax.random.key(0), x, jnp.ones(self.n_samples), None)
+
+    def metric_names(self) -> list[str]:
+        from jaxcollapse.engine.step import chain_source
+
+        def names():
+            source, _ = chain_source(self.family, self.source, jax.random.key(0))
+            return self.family.metrics(jax.random.key(0), self._one_fit()[0], source)
+
+        return list(jax.eval_shape(names))
+
+    def _check_pool(self, max_pool_bytes):
+        needed = self.stage.pool_bytes(self.family, self.n_chains, self.n_generations, self.n_samples)
+        limit = _memory_budget() if max_pool_bytes is None else max_pool_bytes
+        if needed > limit:
+            raise ValueError(
+                f"regime {stages_base.describe(self.stage)!r} keeps every point of every generation: "
+                f"{needed / 2**30:.2f} GiB for n_chains={self.n_chains}, n_generations={self.n_generations}, "
+                f"n_samples={self.n_samples}, over the {limit / 2**30:.2f} GiB allowed (max_pool_bytes); "
+                "use fewer chains or generations")
+
+    def chain_keys(self, key):
+        key = _as_typed_key(key)
+        return key[None] if self.n_chains == 1 else jax.random.split(key, self.n_chains)
+
+    def start(self, key):
+        carry, records = _start_jit(self.family, self.regime, self.source, self.layout.place(self.chain_keys(key)),
+                                    self.spec, mesh=self.layout.mesh)
+        return ChainState(carry, 0), _add_generation_axis(self.layout.gather(records))
+
+    def advance(self, state: ChainState, n_steps: int):
+        """Run the next n_steps generations (fewer if the run ends sooner); records on the host."""
+        n_steps = _checks.positive_int("n_steps", n_steps)
+        n_valid = min(n_steps, self.n_generations - state.generation)
+        if n_valid <= 0:
+            raise ValueError(f"nothing left to run: generation {state.generation} of {self.n_generations}")
+        first, n_valid_array = self.layout.replicate(
+            (np.asarray(state.generation + 1, np.int32), np.asarray(n_valid, np.int32)))
+        carry, records = _advance_jit(state.carry, first, n_valid_array, self.family, self.regime,
+                                      self.source, self.spec, n_steps, mesh=self.layout.mesh)
+        records = jax.tree_util.tree_map(lambda a: a[:, :n_valid], self.layout.gather(records))
+        return ChainState(carry, state.generation + n_valid), records
+
+    def host_state(self, state: ChainState) -> ChainState:
+        """The state with its carry on the host, trimmed to n_chains (for checkpoints; collective when distributed)."""
+        return ChainState(self.layout.gather(state.carry), state.generation)
+
+    def device_state(self, state: ChainState) -> ChainState:
+        """A host_state() back on this program's devices (any device count), ready for advance()."""
+        return ChainState(self.layout.place(state.carry), state.generation)
+
+    def result(self, state: ChainState, record_chunks: Sequence, wall_seconds=float("nan")) -> Result:
+        params, metrics, info = jax.tree_util.tree_map(
+            lambda *parts: np.concatenate(parts, axis=1), *record_chunks)
+        snapshots = None
+        if self.spec.snapshot_at:
+            snapshots = jax.tree_util.tree_map(lambda a: a[:, :-1], self.layout.gather(state.carry.snapshots))
+        keys = self.layout.gather(state.carry.key)
+        return Result(params, metrics, info, snapshots, self.spec.snapshot_at, keys, wall_seconds)
+
+
+def _n_points(data) -> int:
+    return jax.tree_util.tree_leaves(data)[0].shape[0]
+
+
+def _as_typed_key(key):
+    if not isinstance(key, (jax.Array, np.ndarray)):
+        raise ValueError(f"key must be jax.random.key(seed) or jax.random.PRNGKey(seed), got {key!r}")
+    key = jnp.asarray(key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key, got shape {key.shape}")
+        return key
+    if key.dtype == jnp.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(key)
+    raise ValueError(f"key must be jax.random.key(seed) or jax.random.PRNGKey(seed), got {key!r}")
+
+
+def _add_generation_axis(tree):
+    return jax.tree_util.tree_map(lambda a: a[:, None], tree)
+
+
+def _memory_budget() -> int:
+    """Half of the default device's memory (GPU limit, or physical RAM on CPU)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] // 2
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2

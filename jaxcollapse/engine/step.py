@@ -1,0 +1,117 @@
+"""One generation of one chain, pure: the unit the program vmaps over chains and scans over generations.
+
+Keys: generation g of a chain uses fold_in(chain_key, g), split into (generate, real, stage, fit);
+a parametric source's held-out points and the metrics key come from two more fold_ins of the
+chain key, so nothing depends on how the run is chunked.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcollapse import types
+from jaxcollapse.families.base import zero_points
+from jaxcollapse.types import Context, Source, TrainingSet
+
+HELDOUT_STREAM = 0xFFFFFFFF   # fold_in(chain_key, .) for the chain's held-out real points
+METRICS_STREAM = 0xFFFFFFFE   # fold_in(chain_key, .) for the chain's metrics key (the same every generation)
+
+
+class ChainCarry(NamedTuple):
+    """Everything one chain carries from generation to generation."""
+
+    key: Any          # the chain's key
+    params: Any       # the current model
+    stage: Any        # the stage's state
+    heldout: Any      # the chain's held-out real points (parametric sources), or None
+    snapshots: Any    # [n_snapshots + 1, n_batch, ...]; the last slot absorbs non-snapshot writes
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Static settings of the compiled program (hashable)."""
+
+    n_samples: int
+    n_batch: int                    # synthetic points generated per generation (a filter may ask for more)
+    n_generations: int
+    record: Any                     # None | tuple of names | callable(params) -> dict
+    snapshot_at: tuple[int, ...]
+
+
+def chain_source(family, source: Source, chain_key) -> tuple[Source, Any]:
+    """The source as this chain sees it, and the held-out points it carries (None if shared or absent)."""
+    if source.heldout is not None or source.params is None or not family.heldout_size:
+        return source, None
+    key = jax.random.fold_in(chain_key, HELDOUT_STREAM)
+    heldout = family.sample(key, source.params, family.heldout_size)
+    return source._replace(heldout=heldout), heldout
+
+
+def _record(family, spec: Spec, params, source, info, chain_key):
+    if callable(spec.record):
+        return None, dict(spec.record(params)), info
+    metrics = family.metrics(jax.random.fold_in(chain_key, METRICS_STREAM), params, source)
+    if spec.record is None:
+        return params, metrics, info
+    fields = params._asdict()
+    chosen = {name: fields[name] if name in fields else metrics[name] for name in spec.record}
+    return None, chosen, info
+
+
+def _snapshot(spec: Spec, snapshots, generation, x):
+    if not spec.snapshot_at:
+        return snapshots
+    table = np.full(spec.n_generations + 1, len(spec.snapshot_at), np.int32)
+    table[list(spec.snapshot_at)] = np.arange(len(spec.snapshot_at))
+    slot = jnp.asarray(table)[generation]
+    return jax.tree_util.tree_map(
+        lambda s, a: jax.lax.dynamic_update_index_in_dim(s, _fit_rows(a, s.shape[1]).astype(s.dtype), slot, axis=0),
+        snapshots, x)
+
+
+def _fit_rows(a, rows: int):
+    """Generation 0's real sample has n_samples rows, later batches n_batch: pad the shorter."""
+    if a.shape[0] == rows:
+        return a
+    return jnp.zeros((rows,) + a.shape[1:], a.dtype).at[: a.shape[0]].set(a)
+
+
+def _fit(family, key, training: TrainingSet, init):
+    if training.stats is not None:
+        return family.fit_stats(training.stats)
+    return family.fit(key, training.x, training.w, init)
+
+
+def start_one(family, stage, source, chain_key, spec: Spec):
+    """Generation 0: fit on a real sample."""
+    k_real, k_fit = jax.random.split(jax.random.fold_in(chain_key, 0))
+    source, heldout = chain_source(family, source, chain_key)
+    real = types.draw_real(family, source, k_real, spec.n_samples)
+    params, info = family.fit(k_fit, real, types.weights(spec.n_samples), None)
+    snapshots = None
+    if spec.snapshot_at:
+        rows = max(spec.n_batch, spec.n_samples)
+        snapshots = jax.tree_util.tree_map(lambda z: jnp.stack([z] * (len(spec.snapshot_at) + 1)),
+                                           zero_points(family, rows))
+        snapshots = _snapshot(spec, snapshots, 0, real)
+    ctx = Context(family, params, source, jnp.asarray(0, jnp.int32), spec.n_generations, spec.n_samples, k_real)
+    carry = ChainCarry(chain_key, params, stage.init(real, ctx), heldout, snapshots)
+    return carry, _record(family, spec, params, source, info, chain_key)
+
+
+def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
+    """Generation g >= 1: fit on what the previous model generated, as the stage forms it."""
+    k_gen, k_real, k_stage, k_fit = jax.random.split(jax.random.fold_in(carry.key, generation), 4)
+    if carry.heldout is not None:
+        source = source._replace(heldout=carry.heldout)
+    synthetic = family.generate(k_gen, carry.params, spec.n_batch, source)
+    ctx = Context(family, carry.params, source, generation, spec.n_generations, spec.n_samples, k_real)
+    state, training = stage.update(k_stage, carry.stage, TrainingSet(synthetic, types.weights(spec.n_batch)), ctx)
+    params, info = _fit(family, k_fit, training, carry.params)
+    snapshots = _snapshot(spec, carry.snapshots, generation, synthetic)
+    carry = carry._replace(params=params, stage=state, snapshots=snapshots)
+    return carry, _record(family, spec, params, source, info, carry.key)
