@@ -9,7 +9,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import xlogy
 
 
 def _log_gauss_cross(means_a, covs_a, means_b, covs_b):
@@ -75,14 +74,3 @@ def component_std(params):
     """[K] sqrt(trace(cov_k) / d): the RMS standard deviation over the axes of each component."""
     d = params.covs.shape[-1]
     return jnp.sqrt(jnp.trace(params.covs, axis1=-2, axis2=-1) / d)
-
-
-def log_det_covs(params):
-    """[K] log det cov_k (recorded in log space: it shrinks towards zero under collapse)."""
-    chol = jnp.linalg.cholesky(params.covs)
-    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
-
-
-def weight_entropy(params):
-    """Shannon entropy of the mixture weights, nats (log K when balanced, 0 when one component)."""
-    return -jnp.sum(xlogy(params.weights, params.weights), -1)

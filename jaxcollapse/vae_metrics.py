@@ -7,8 +7,6 @@ parameters only, so this lives here, as pure functions of recorded parameter his
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
@@ -45,23 +43,6 @@ def heldout_elbo(fam, params, x, key=None, n_draws: int = 4) -> jax.Array:
     """Mean ELBO per image of held-out real images x under one generation's params."""
     key = jax.random.key(_KEY_SEED) if key is None else key
     return jnp.mean(fam.elbo(params, key, x, n_draws=n_draws))
-
-
-def make_record(fam, heldout) -> Callable:
-    """A ``record=`` callable for ``simulate``: held-out ELBO, NLL bound, diversity, pixel std."""
-    heldout = jnp.asarray(heldout, fam.point_dtype)
-
-    def record(params) -> dict:
-        elbo = heldout_elbo(fam, params, heldout)
-        generated = fam.generate(jax.random.key(_KEY_SEED + 1), params, fam.n_eval)
-        return {
-            "elbo_heldout": elbo,
-            "nll_bound_heldout": -elbo,
-            "diversity": mean_pairwise_distance(generated),
-            "pixel_std": jnp.mean(jnp.std(generated, axis=0)),
-        }
-
-    return record
 
 
 def gen0_latents(fam, history, key, n_images: int):

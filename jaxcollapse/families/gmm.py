@@ -179,13 +179,13 @@ class GMM(GMMStudy, FamilyBase):
         source's held-out real points (a parametric source draws heldout_size of them per chain,
         once, from the chain's key). L2 to generation 0 needs the whole history:
         mixture_metrics.l2_to_generation(res.params) (the CLI adds it as l2_to_generation0)."""
-        from jaxcollapse import mixture_metrics
+        from jaxcollapse import metrics, mixture_metrics
 
         del key  # closed forms and fixed held-out points
         out = {
             "component_std": mixture_metrics.component_std(params),
-            "log_det_cov": mixture_metrics.log_det_covs(params),
-            "weight_entropy": mixture_metrics.weight_entropy(params),
+            "log_det_cov": metrics.log_det_spd(params.covs),
+            "weight_entropy": metrics.entropy(params.weights),
         }
         if source.params is not None:
             out["l2_to_source"] = mixture_metrics.l2_distance(params, source.params)
