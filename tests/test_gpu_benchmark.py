@@ -1,0 +1,57 @@
+"""benchmarks/gpu.py --smoke: the prepared GPU benchmark runs every case end to end (tiny, on CPU) and writes
+a JSON holding every case, so the script is known to work when a session is next lent a GPU.
+
+One run of the script (each case in its own process); compiling the GMM and VAE programs is most of it.
+"""
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MEASURED = ["gmm_paper", "gaussian", "vae", "scaling_gaussian", "scaling_gmm"]
+FAMILIES = ["ngram", "transformer", "linear_regression", "kde"]  # skipped until a version has them
+
+
+def _run(*args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    return subprocess.run([sys.executable, "-m", "benchmarks.gpu", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_smoke_run_writes_every_case(tmp_path):
+    out = tmp_path / "gpu"
+    done = _run(out, "--smoke")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu.json").read_text())
+
+    names = [case["name"] for case in report["cases"]]
+    assert sorted(names) == sorted(MEASURED + FAMILIES), names
+    assert report["smoke"] is True
+    assert report["device"]["platform"] == "cpu" and report["device"]["kind"]
+    assert {"jax", "jaxlib", "flax", "optax", "numpyro", "python"} <= set(report["versions"])
+    for case in report["cases"]:
+        if case["name"] in FAMILIES:
+            assert case["status"] == "skipped" and case["reason"], case
+            continue
+        assert case["status"] == "ok", case
+        assert case["rows"], case
+        for row in case["rows"]:
+            for field in ("chain_generations_per_second", "wall_seconds"):
+                assert row[field] is not None and math.isfinite(row[field]) and row[field] > 0, (case["name"], row)
+            assert row["n_chains"] >= 1 and row["generations_timed"] >= 1
+            assert row["compile_seconds"] is not None and row["compile_seconds"] >= 0
+            assert row["peak_bytes_in_use"] is None  # CPU keeps no allocator statistics
+    by_name = {case["name"]: case for case in report["cases"]}
+    assert len(by_name["scaling_gaussian"]["rows"]) == 2  # the sweep doubled once, then hit its cap
+    lanes = by_name["gmm_paper"]["rows"][0]["lanes"]
+    assert 0 < lanes["lane_efficiency"] <= 1 and lanes["max_iterations"] >= lanes["mean_iterations"] >= 1
+    assert by_name["vae"]["goal_value"] > 0 and by_name["vae"]["goal_met"] is None  # smoke: not judged
+    assert "chain-gen/s" in done.stdout and "gmm_paper" in done.stdout  # the table
+
+    again = _run(out, "--smoke")  # an existing result is never overwritten without --force
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert json.loads((out / "gpu.json").read_text()) == report
