@@ -4,7 +4,7 @@ memory is its own and a crash or a hang ends that case only:
     python -m benchmarks.gpu_cases CASE --out CASE.json --budget SECONDS [--scale S] [--smoke]
 
 The case's JSON is rewritten after every row, so a case killed at its time limit still leaves the
-rows it finished. Only the public API is used (jc.simulate, jc.ChainProgram start/advance,
+rows it finished. Only the public API is used (jc.simulate, jaxcollapse.engine.ChainProgram start/advance,
 jc.Gaussian, jc.GMM, jc.VAE, jaxcollapse.datasets); metric names and record layouts are looked up
 defensively, since the engine's internals move.
 """
@@ -153,7 +153,7 @@ def keep_nothing(params):
 def pick_record(jc, family, source, names, n_samples):
     """`names` if this version records them, else keep_nothing (the fit flags are still recorded)."""
     try:
-        jc.ChainProgram(family, source, n_chains=1, n_generations=1, n_samples=n_samples, record=names)
+        ChainProgram(family, source, n_chains=1, n_generations=1, n_samples=n_samples, record=names)
         return names
     except ValueError:
         return keep_nothing
@@ -190,7 +190,7 @@ def time_program(jc, family, source, *, n_chains, n_generations, n_samples, reco
     """
     import jax
 
-    program = jc.ChainProgram(family, source, n_chains=n_chains, n_generations=n_generations, n_samples=n_samples,
+    program = ChainProgram(family, source, n_chains=n_chains, n_generations=n_generations, n_samples=n_samples,
                               record=record)
 
     def run(key):
@@ -274,12 +274,13 @@ def gmm_paper(case, cfg, budget, smoke):
     import jax
 
     import jaxcollapse as jc
+    from jaxcollapse.engine import ChainProgram
 
     n, total = cfg["n_chains"], cfg["n_generations"]
     family = jc.GMM(2, dim=2, covariance="full", tol=1e-5, max_iter=2000)
     source = family.make_params(weights=[1.0], means=[[0.0, 0.0]], covs=[np.eye(2)])
     record = pick_record(jc, family, source, ("component_std",), cfg["n_samples"])
-    program = jc.ChainProgram(family, source, n_chains=n, n_generations=total, n_samples=cfg["n_samples"],
+    program = ChainProgram(family, source, n_chains=n, n_generations=total, n_samples=cfg["n_samples"],
                               record=record)
     chunk = cfg["chunk"]
     case.update(settings=dict(family="GMM(2, dim=2, covariance='full', tol=1e-5, max_iter=2000)",
