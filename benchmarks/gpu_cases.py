@@ -21,6 +21,8 @@ import traceback
 
 import numpy as np
 
+from jaxcollapse.engine import ChainProgram
+
 # families a later version may add; a case for one is written only once its API is known
 FAMILY_CASES = {"ngram": "NGram", "transformer": "Transformer", "linear_regression": "LinearRegression",
                 "kde": "KDE"}
@@ -274,7 +276,6 @@ def gmm_paper(case, cfg, budget, smoke):
     import jax
 
     import jaxcollapse as jc
-    from jaxcollapse.engine import ChainProgram
 
     n, total = cfg["n_chains"], cfg["n_generations"]
     family = jc.GMM(2, dim=2, covariance="full", tol=1e-5, max_iter=2000)
