@@ -21,8 +21,6 @@ import traceback
 
 import numpy as np
 
-from jaxcollapse.engine import ChainProgram
-
 # families a later version may add; a case for one is written only once its API is known
 FAMILY_CASES = {"ngram": "NGram", "transformer": "Transformer", "linear_regression": "LinearRegression",
                 "kde": "KDE"}
@@ -154,6 +152,8 @@ def keep_nothing(params):
 
 def pick_record(jc, family, source, names, n_samples):
     """`names` if this version records them, else keep_nothing (the fit flags are still recorded)."""
+    from jaxcollapse.engine import ChainProgram
+
     try:
         ChainProgram(family, source, n_chains=1, n_generations=1, n_samples=n_samples, record=names)
         return names
@@ -191,6 +191,8 @@ def time_program(jc, family, source, *, n_chains, n_generations, n_samples, reco
     the second, with another key, is timed. Records come back to the host inside the timing, as in simulate().
     """
     import jax
+
+    from jaxcollapse.engine import ChainProgram
 
     program = ChainProgram(family, source, n_chains=n_chains, n_generations=n_generations, n_samples=n_samples,
                               record=record)
@@ -276,6 +278,7 @@ def gmm_paper(case, cfg, budget, smoke):
     import jax
 
     import jaxcollapse as jc
+    from jaxcollapse.engine import ChainProgram
 
     n, total = cfg["n_chains"], cfg["n_generations"]
     family = jc.GMM(2, dim=2, covariance="full", tol=1e-5, max_iter=2000)
