@@ -6,9 +6,16 @@ two mixtures may have different K.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+
+class Mixture(NamedTuple):
+    weights: jax.Array  # [K]
+    means: jax.Array    # [K, d]
+    covs: jax.Array     # [K, d, d]
 
 
 def _log_gauss_cross(means_a, covs_a, means_b, covs_b):
@@ -47,13 +54,11 @@ def l2_to_generation(history, generation: int = 0):
     """
     import numpy as np
 
-    from jaxcollapse.families.gmm import GMMParams
-
     if isinstance(history, dict):
         history = tuple(history[name] for name in ("weights", "means", "covs"))
     with jax.enable_x64(True):
-        hist = GMMParams(*(np.asarray(a, np.float64) for a in history))
-        ref = GMMParams(*(a[:, generation] for a in hist))
+        hist = Mixture(*(np.asarray(a, np.float64) for a in history))
+        ref = Mixture(*(a[:, generation] for a in hist))
         per_gen = jax.vmap(l2_distance, in_axes=(0, None))
         return np.asarray(jax.jit(jax.vmap(per_gen))(hist, ref))
 

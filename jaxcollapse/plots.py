@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from jaxcollapse import config as config_lib  # noqa: E402
 from jaxcollapse import io  # noqa: E402
-from jaxcollapse import study as study_lib  # noqa: E402
+from jaxcollapse.study import analysis as study_lib  # noqa: E402
 
 BAND = (10, 90)
 
