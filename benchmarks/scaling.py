@@ -49,7 +49,7 @@ def _compiled_bytes(program, state, n_steps):
 
     lowered = chain._advance_jit.lower(
         state.carry, *program.layout.replicate((np.int32(1), np.int32(n_steps))), program.family, program.regime,
-        program.reference, program.spec, n_steps, mesh=program.layout.mesh)
+        program.source, program.spec, n_steps, mesh=program.layout.mesh)
     analysis = lowered.compile().memory_analysis()
     if analysis is None:
         return None

@@ -46,7 +46,7 @@ def collectives(program, state):
 
     lowered = chain._advance_jit.lower(
         state.carry, *program.layout.replicate((np.int32(1), np.int32(2))), program.family, program.regime,
-        program.reference, program.spec, 2, mesh=program.layout.mesh)
+        program.source, program.spec, 2, mesh=program.layout.mesh)
     text = lowered.compile().as_text()
     names = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "reduce-scatter")
     return sorted(name for name in names if name in text)
