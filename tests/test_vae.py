@@ -194,7 +194,8 @@ N_CHAINS, N_GENERATIONS = 6, 3
 
 @pytest.fixture(scope="module")
 def chains():
-    return jc.simulate(jax.random.key(11), FAM, TRAIN, n_chains=N_CHAINS, n_generations=N_GENERATIONS,
+    return jc.simulate(jax.random.key(11), FAM, jc.Source(data=TRAIN, heldout=HELDOUT[:64]), n_chains=N_CHAINS,
+                       n_generations=N_GENERATIONS,
                        n_samples=N_TRAIN, snapshot_at=[0, 1])
 
 
