@@ -9,6 +9,7 @@ import numpy as np
 
 from jaxcollapse import config as config_lib
 from jaxcollapse.config import ConfigError
+from jaxcollapse.study import footprint
 from jaxcollapse.study.analysis import derived_names
 
 
@@ -32,9 +33,10 @@ def _source(config: dict, family):
     table = dict(config["source"])
     name = config["family"]["name"]
     if "data" in table:
-        with np.load(table["data"], allow_pickle=False) as data:
-            if isinstance(data, np.ndarray):
-                return data
+        loaded = np.load(table["data"], allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy file: the array itself (not a context manager)
+            return loaded
+        with loaded as data:
             keys = data.files
             key = table.get("key") or (keys[0] if len(keys) == 1 else None)
             if key not in keys:
@@ -97,6 +99,10 @@ def build(name: str, config: dict, devices=None):
         else:
             message = f"[{'source' if message.startswith('source') else 'run'}] {message}"
         raise ConfigError(message) from None
+    try:
+        footprint.check_history(program)
+    except ValueError as err:
+        raise ConfigError(f"[run] {err}") from None
     collapse = config["collapse"]
     if collapse and collapse["metric"] not in known_metrics(program, config):
         raise ConfigError(f"collapse.metric = {collapse['metric']!r}; allowed: one of "
