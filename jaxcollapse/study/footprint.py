@@ -17,8 +17,9 @@ def history_bytes(program) -> int:
 
     state, records = jax.eval_shape(program.start, jax.random.key(0))
     per_generation = sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(records))
-    snapshots = state.carry.snapshots
-    snapshot_bytes = 0 if snapshots is None else int(np.prod(snapshots.shape)) * snapshots.dtype.itemsize
+    snapshots = state.carry.snapshots  # [n_chains, len(snapshot_at) + 1, ...]: the last slot is scratch
+    snapshot_bytes = 0 if snapshots is None else \
+        int(np.prod(snapshots.shape)) // snapshots.shape[1] * (snapshots.shape[1] - 1) * snapshots.dtype.itemsize
     return per_generation * (program.n_generations + 1) + snapshot_bytes
 
 
