@@ -68,7 +68,7 @@ def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk
             checkpoint = checkpoints.Checkpoint.fresh(folder.make_scratch(checkpoints.FOLDER), plan.digest)
         state, first = program.start(key)
         chunks, wall_before = [first], 0.0
-        carry = program.host_state(state).carry  # gathered from every device (and process), padding trimmed
+        carry = _without_scratch(program, program.host_state(state).carry)  # from every device (and process), trimmed
         if writer:
             checkpoint.save(generation=0, first=0, carry=carry, records=first,
                             wall_seconds=time.perf_counter() - began)
@@ -78,7 +78,7 @@ def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk
         done = state.generation
         state, records = program.advance(state, chunk)
         chunks.append(records)
-        carry = program.host_state(state).carry
+        carry = _without_scratch(program, program.host_state(state).carry)
         if writer:
             checkpoint.save(generation=state.generation, first=done + 1, carry=carry, records=records,
                             wall_seconds=wall_before + time.perf_counter() - began)
@@ -106,6 +106,19 @@ def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk
         folder.drop_scratch(checkpoints.FOLDER, checkpoints.owns)
     _sync(f"saved {plan.label}")
     return result, manifest
+
+
+def _without_scratch(program, carry):
+    """The carry with the snapshot buffer's scratch slot zeroed. The buffer holds one slot per snapshot
+    generation and, last, one that takes every other generation's write and is never read; left as it
+    is, the whole buffer would change, and be rewritten to the checkpoint, after every chunk. Zeroed,
+    it changes only at snapshot generations. (Skipped if the buffer is not laid out so.)"""
+    snapshots = getattr(carry, "snapshots", None)
+    snapshot_at = getattr(getattr(program, "spec", None), "snapshot_at", None)
+    if snapshots is None or snapshot_at is None or np.ndim(snapshots) < 2 or snapshots.shape[1] != len(snapshot_at) + 1:
+        return carry
+    kept = np.asarray(snapshots)
+    return carry._replace(snapshots=np.concatenate([kept[:, :-1], np.zeros_like(kept[:, -1:])], axis=1))
 
 
 def _sync(name: str) -> None:
