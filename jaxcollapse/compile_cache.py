@@ -32,7 +32,7 @@ def enable(disabled: bool = False) -> str:
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return describe()
     if disabled or switched_off():
-        return describe(disabled=True)
+        return describe(disabled=disabled)
     jax.config.update("jax_compilation_cache_dir", str(default_dir()))
     return describe()
 
@@ -44,6 +44,8 @@ def describe(disabled: bool = False) -> str:
     current = jax.config.jax_compilation_cache_dir
     if current:
         return f"{current} (off: --no-cache or {OFF_VARIABLE}=1)"
-    if disabled or switched_off():
-        return f"off ({'--no-cache' if disabled else OFF_VARIABLE})"
+    if disabled:
+        return "off (--no-cache)"
+    if switched_off():
+        return f"off ({OFF_VARIABLE})"
     return f"{default_dir()} when running a study (off: --no-cache or {OFF_VARIABLE}=1)"

@@ -121,13 +121,60 @@ def test_resume_refuses_a_different_config(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().err
 
 
-def test_list_and_info(capsys):
+def test_list_and_info(capsys, monkeypatch, tmp_path):
     assert cli.main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "dice" in listed and "collapse_or_thrive" in listed and "gaussian_theorem31" in listed
     assert cli.main(["info"]) == 0
     info = capsys.readouterr().out
     assert "jax" in info and "devices" in info and "cpu" in info.lower()
+    assert "compiled programs: off (JAXCOLLAPSE_NO_CACHE)" in info  # tests switch it off (conftest)
+    monkeypatch.delenv("JAXCOLLAPSE_NO_CACHE")
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cli.main(["info"]) == 0
+    assert f"compiled programs: {tmp_path / 'jaxcollapse' / 'jax'} when running a study" in capsys.readouterr().out
+
+
+def test_compilation_cache_switches(monkeypatch, tmp_path):
+    import jax
+
+    from jaxcollapse import compile_cache
+
+    for name in ("JAXCOLLAPSE_NO_CACHE", "JAXCOLLAPSE_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache.default_dir() == tmp_path / "xdg" / "jaxcollapse" / "jax"
+    monkeypatch.setenv("JAXCOLLAPSE_CACHE_DIR", str(tmp_path / "mine"))
+    assert compile_cache.default_dir() == tmp_path / "mine"
+    before = jax.config.jax_compilation_cache_dir
+    assert compile_cache.enable(disabled=True) == "off (--no-cache)"  # --no-cache: JAX's setting untouched
+    monkeypatch.setenv("JAXCOLLAPSE_NO_CACHE", "1")
+    assert compile_cache.enable() == "off (JAXCOLLAPSE_NO_CACHE)"
+    assert jax.config.jax_compilation_cache_dir == before
+    # `run --no-cache` is an option of run (the cache itself is checked by the kill -9 test's subprocess)
+    assert cli.make_parser().parse_args(["run", "dice", "--no-cache"]).no_cache is True
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"jaxcollapse {jaxcollapse.__version__} (jax ")
+
+
+def test_export_command(tmp_path_factory, capsys):
+    path = finished(tmp_path_factory, DICE).path
+    assert cli.main(["export", str(path), "--to", str(path / "table.csv")]) == 0
+    assert capsys.readouterr().out.strip() == str(path / "table.csv")
+    header = (path / "table.csv").read_text().splitlines()[0]
+    assert header.startswith("chain,generation,") and "support_size" in header
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert cli.main(["export", str(path), "--format", "parquet"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "parquet export needs pyarrow" in err and "pip install pyarrow" in err
 
 
 def test_plot_and_summary_commands(tmp_path_factory, capsys):
