@@ -25,20 +25,27 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
 
 
 def number_in(name: str, value, low: float, high: float, *, low_open=False, high_open=False):
-    """Check a scalar (or array of scalars) lies in [low, high] (open ends as asked); skip tracers."""
+    """Check a scalar (or array of scalars) is finite and lies in [low, high] (open ends as asked); skip tracers.
+
+    An infinite bound means "no bound": the value itself must still be finite (inf is never a setting).
+    """
     if not is_concrete(value):
         return value
     arr = np.asarray(value, dtype=float)
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    allowed = f"{lo}{low}, {high}{hi}"
-    if not np.all(np.isfinite(arr)) and not (np.isinf(high) and np.all(~np.isnan(arr)) and np.all(arr > -np.inf)):
-        raise ValueError(f"{name} must be a finite number in {allowed}, got {value!r}")
+    allowed = _interval(low, high, low_open, high_open)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
     bad_low = arr <= low if low_open else arr < low
     bad_high = arr >= high if high_open else arr > high
     if np.any(bad_low) or np.any(bad_high):
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return value
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if np.isinf(high):
+        return f"{'>' if low_open else '>='} {low}"
+    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
 
 def finite_array(name: str, value, shape=None, ndim=None) -> np.ndarray:

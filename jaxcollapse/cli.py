@@ -1,17 +1,21 @@
 """The `jaxcollapse` command.
 
-    jaxcollapse run [STUDY] [--out DIR] [--set section.key=value ...] [--resume] [--force]
+    jaxcollapse run [STUDY] [--out DIR] [--set section.key=value ...] [--resume] [--force] [--no-cache]
     jaxcollapse list                    the built-in studies in experiments/
-    jaxcollapse info                    devices and versions
+    jaxcollapse info                    devices, versions, the compilation cache
     jaxcollapse plot DIR                (re)draw a results directory's figures
     jaxcollapse summary DIR             the short summary printed at the end of a run
+    jaxcollapse export DIR [--format csv|parquet] [--to FILE]   the tidy table as a file
+    jaxcollapse --version
 
-STUDY is a TOML file or the name of a built-in study (default: dice).
+STUDY is a TOML file or the name of a built-in study (default: dice). Every error is one line on
+stderr (exit 2: a config error; 1: anything else), never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 DEFAULT_STUDY = "dice"
 
@@ -28,6 +32,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=int, metavar="N",
                         help="generations per compiled chunk; a checkpoint is written after each")
     parser.add_argument("--no-plots", action="store_true", help="do not draw figures at the end")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not use the persistent compilation cache (default: on, in ~/.cache/jaxcollapse/jax "
+                             "or $XDG_CACHE_HOME/jaxcollapse/jax; also JAXCOLLAPSE_NO_CACHE=1)")
     parser.add_argument("--devices", type=int, metavar="N",
                         help="shard the chains over the first N devices (default: every device, of every process)")
     parser.add_argument("--distributed", action="store_true",
@@ -41,16 +48,39 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                           help="never show the progress bar (default: only on a terminal)")
 
 
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="show the versions and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import platform
+
+        import jax
+
+        import jaxcollapse
+
+        print(f"jaxcollapse {jaxcollapse.__version__} (jax {jax.__version__}, Python {platform.python_version()})")
+        parser.exit()
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxcollapse", description="Model-collapse studies as compiled JAX programs.")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_options(commands.add_parser("run", help="run a study", description="Run a study config."))
     commands.add_parser("list", help="list the built-in studies")
-    commands.add_parser("info", help="show devices and versions")
+    commands.add_parser("info", help="show devices, versions and the compilation cache")
     plot = commands.add_parser("plot", help="draw the figures of a results directory")
     plot.add_argument("results", metavar="DIR")
     show = commands.add_parser("summary", help="summarise a results directory")
     show.add_argument("results", metavar="DIR")
+    export = commands.add_parser("export", help="write the tidy table (chain, generation, metrics) as csv or parquet",
+                                 description="Write a results directory's tidy table: one row per chain and "
+                                             "generation (and run, for a sweep), one column per metric.")
+    export.add_argument("results", metavar="DIR")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                        help="csv (default) or parquet (needs pyarrow)")
+    export.add_argument("--to", metavar="FILE", help="the file to write (default: DIR/tidy.<format>)")
     return parser
 
 
@@ -64,9 +94,13 @@ def cmd_run(args) -> int:
         from jaxcollapse import sharding
 
         sharding.initialize_distributed()
-    from jaxcollapse import config, study
+    from jaxcollapse import compile_cache, config, study
 
+    compile_cache.enable(disabled=args.no_cache)
     path = config.find_study(args.study)
+    if path.is_dir():
+        studies = ", ".join(p.name for p in sorted(path.glob("*.toml"))) or "none"
+        raise config.ConfigError(f"study {args.study!r} is a folder, not a TOML file; the studies in it: {studies}")
     outcome = study.run_study(path, args.out, overrides=args.overrides, resume=args.resume, force=args.force,
                               chunk_size=args.chunk_size, show_progress=args.progress, plots=not args.no_plots,
                               log=_log, devices=args.devices)
@@ -75,10 +109,23 @@ def cmd_run(args) -> int:
     for label, results in outcome.results.items():
         print(f"\n== {label}: {results.path}" if len(outcome.results) > 1 else f"\n== {label}")
         print(study.summary(results))
-    figures = "" if args.no_plots else ", figures/"
-    print(f"\nresults: {outcome.path}/ (metrics.npz, config.json, manifest.json{figures}); "
-          f"load with jaxcollapse.load({str(outcome.path)!r})")
+    print(f"\nresults: {outcome.path}/; load with jaxcollapse.load({str(outcome.path)!r})")
+    print(_files_written(outcome.path, outcome.written))
     return 0
+
+
+def _files_written(root, written) -> str:
+    """Every file written, relative to the results folder, grouped by subfolder."""
+    if not written:
+        return "files written: none"
+    groups: dict[str, list[str]] = {}
+    for path in written:
+        rel = Path(path).relative_to(root)
+        groups.setdefault(rel.parent.as_posix(), []).append(rel.name)
+    lines = [f"files written ({len(written)}):"]
+    for folder, names in groups.items():
+        lines.append(f"  {'' if folder == '.' else folder + '/: '}{', '.join(names)}")
+    return "\n".join(lines)
 
 
 def cmd_list(args) -> int:
@@ -101,7 +148,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from jaxcollapse import config, study
+    from jaxcollapse import compile_cache, config, study
 
     env = study.environment()
     for key in ("jaxcollapse", "jax", "jaxlib", "numpy", "python", "platform", "backend", "x64"):
@@ -109,22 +156,35 @@ def cmd_info(args) -> int:
     print(f"{'devices':<12} {len(env['devices'])}: {', '.join(env['devices'])}")
     print(f"{'families':<12} {', '.join(config.available_families())}")
     print(f"{'studies':<12} {config.builtin_dir()}")
+    print(f"{'cache':<12} compiled programs: {compile_cache.describe()}")
     return 0
+
+
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    return path
 
 
 def cmd_plot(args) -> int:
     from jaxcollapse import plots
+    from jaxcollapse.results_folder import ResultsFolder
 
-    written = plots.plot(args.results)
-    for path in written:
-        print(path)
+    path = _existing(args.results)
+    written = plots.plot(path)
+    folder = ResultsFolder.existing(path)
+    if folder is not None:
+        folder.adopt(written)  # figures in the tool's folder are the tool's: --force may replace them
+    for file in written:
+        print(file)
     return 0
 
 
 def cmd_summary(args) -> int:
     from jaxcollapse import io, study
 
-    loaded = io.load(args.results)
+    loaded = io.load(_existing(args.results))
     runs = loaded.items() if isinstance(loaded, io.Sweep) else [(loaded.name, loaded)]
     for label, results in runs:
         print(f"== {label}")
@@ -132,7 +192,16 @@ def cmd_summary(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "info": cmd_info, "plot": cmd_plot, "summary": cmd_summary}
+def cmd_export(args) -> int:
+    from jaxcollapse import io
+
+    written = io.load(_existing(args.results)).export(args.to, args.format)
+    print(written)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "info": cmd_info, "plot": cmd_plot, "summary": cmd_summary,
+            "export": cmd_export}
 
 
 def main(argv=None) -> int:
@@ -146,14 +215,41 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as err:
-        print(f"jaxcollapse: config error: {err}", file=sys.stderr)
-        return 2
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"jaxcollapse: error: {err}", file=sys.stderr)
-        return 1
+        return _fail(f"config error: {err}", 2)
     except KeyboardInterrupt:
         print("\njaxcollapse: interrupted; continue with --resume", file=sys.stderr)
         return 130
+    except ImportError as err:
+        return _fail(_missing_package(err), 1)
+    except OSError as err:  # PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError, ...
+        return _fail(_os_message(err), 1)
+    except ValueError as err:
+        return _fail(f"error: {err}", 1)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"jaxcollapse: {' '.join(message.split())}", file=sys.stderr)  # always one line
+    return code
+
+
+def _os_message(err: OSError) -> str:
+    if err.filename is None or str(err.filename) in str(err.args[-1]):
+        return f"error: {err}"
+    what = err.strerror or type(err).__name__
+    return f"error: {what}: {err.filename}"
+
+
+# import name -> the package that provides it
+_PACKAGES = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "pyyaml"}
+
+
+def _missing_package(err: ImportError) -> str:
+    name = getattr(err, "name", None)
+    if name and type(err) is ModuleNotFoundError:
+        top = name.split(".")[0]
+        return f"error: this needs the Python package {_PACKAGES.get(top, top)!r}, which is not installed: " \
+               f"pip install {_PACKAGES.get(top, top)}"
+    return f"error: {err}"
 
 
 if __name__ == "__main__":

@@ -316,6 +316,13 @@ def _check_collapse(table: dict) -> dict:
     return {"metric": table["metric"], side: table[side]}
 
 
+def _plain_name(name: str) -> str:
+    """The study's name is the default results folder, results/<name>: one plain folder name."""
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0") or not name.isprintable():
+        raise _error("name", name, "a plain folder name (no '/', '\\', '..' or control characters)", "not a plain name")
+    return name
+
+
 # ---------------------------------------------------------------- whole configs
 def check(raw: dict, base_dir: Path | None = None) -> dict:
     """One run's config (no [sweep]), checked and with defaults filled in."""
@@ -324,6 +331,8 @@ def check(raw: dict, base_dir: Path | None = None) -> dict:
     for key in TOP_LEVEL:
         if key in raw:
             out[key] = _string(key, raw[key])
+    if "name" in out:
+        _plain_name(out["name"])
     out["family"] = _check_family(raw.get("family", {}))
     out["source"] = _check_source(raw.get("source", {}), base_dir)
     out["regime"] = _check_regime(raw.get("regime", {}))

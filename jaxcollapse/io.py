@@ -1,16 +1,17 @@
-"""Results directories: save, load, checkpoint, resume.
+"""Results directories: atomic files, save and load.
 
 One run's directory:
+    .jaxcollapse.json  the tool's marker: the study, and every file and folder it wrote (results_folder.py)
     config.json      the resolved config (every default filled in)
-    metrics.npz      name -> array [chain, generation, ...]   (plain numpy, allow_pickle=False)
+    metrics.npz      name -> array [chain, generation, ...]   (compressed numpy, allow_pickle=False)
     params.npz       parameter histories [chain, generation, ...] (when recorded and saved)
     fit_info.npz     per-fit flags [chain, generation]: n_iter, converged, log_lik, finite
     snapshots.npz    snapshot_at [k], samples [chain, k, n_samples, ...]   (when asked for)
     manifest.json    versions, devices, seed, wall time, chain-generations per second
-    checkpoint.npz   the last chunk's state while a run is unfinished (removed at the end)
+    checkpoint/      the carry and per-chunk records while a run is unfinished (checkpoints.py; removed at the end)
     figures/
 A sweep's directory holds study.json (its runs and swept keys), figures/ and one run
-directory per combination. Everything is written atomically (a temp file, then os.replace).
+directory per combination. Every file is written atomically (a temp file, then os.replace).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +27,20 @@ import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-MARKERS = ("manifest.json", "config.json", "study.json", "checkpoint.npz")
+TEMP_SUFFIX = ".jaxcollapse-tmp"  # .<name>.<8 random characters>.jaxcollapse-tmp: removed on --resume / --force
 
 
 # ---------------------------------------------------------------- atomic files
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path, write, *, durable: bool = True) -> None:
+    """write(file) into a temp file next to `path`, then rename it over `path` (fsync'd first if durable)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
@@ -45,13 +49,36 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_json(path, obj) -> None:
-    _atomic_write(Path(path), lambda f: f.write((json.dumps(obj, indent=2, default=_jsonable) + "\n").encode()))
+def write_json(path, obj, *, durable: bool = True) -> None:
+    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode()), durable=durable)
 
 
-def write_npz(path, arrays: dict) -> None:
+def write_npz(path, arrays: dict, *, compressed: bool = False) -> None:
+    """An .npz (np.load reads it); compressed: deflate at level 1, 3x faster than np.savez_compressed's
+    level 6 on recorded histories (1.9 s against 5.4 s for 368 MB of dice records, 9.7 MB against 7.3 MB)."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    _atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+    if not compressed:
+        atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+        return
+
+    def deflate(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as npz:
+            for name, array in arrays.items():
+                with npz.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+
+    atomic_write(Path(path), deflate)
+
+
+def write_npy(path, array) -> None:
+    array = np.asarray(array)
+    atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False))
+
+
+def copy_file(source, path) -> None:
+    with open(source, "rb") as src:
+        atomic_write(Path(path), lambda f: shutil.copyfileobj(src, f))
 
 
 def read_json(path) -> Any:
@@ -72,35 +99,6 @@ def _jsonable(obj):
     return str(obj)
 
 
-# ---------------------------------------------------------------- directories
-def is_results_dir(path) -> bool:
-    path = Path(path)
-    return path.is_dir() and any((path / m).exists() for m in MARKERS)
-
-
-def prepare(path, *, force: bool = False, resume: bool = False) -> Path:
-    """Make `path` ready for a run: never overwrite results unless force; resume keeps them."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a directory")
-    if path.exists() and any(path.iterdir()):
-        if resume:
-            if not is_results_dir(path):
-                raise FileExistsError(f"cannot resume in {path}: it holds no jaxcollapse results")
-            return path
-        if not force:
-            raise FileExistsError(f"{path} already holds results; pass --resume to continue it or --force to "
-                                  f"overwrite it")
-        if not is_results_dir(path):
-            raise FileExistsError(f"refusing to delete {path}: it is not empty and does not look like a "
-                                  f"jaxcollapse results directory (no {' / '.join(MARKERS)})")
-        shutil.rmtree(path)
-    elif resume and not path.exists():
-        raise FileNotFoundError(f"cannot resume: {path} does not exist")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def is_complete(path) -> bool:
     manifest = Path(path) / "manifest.json"
     return manifest.exists() and read_json(manifest).get("status") == "complete"
@@ -115,26 +113,23 @@ def _named(tree) -> dict:
     return {k: np.asarray(v) for k, v in dict(tree).items() if v is not None}
 
 
-def save_run(path, result, config: dict, manifest: dict, extra_metrics: dict | None = None) -> None:
-    """Write a finished run (a chain.Result) and its manifest; the manifest goes last (it marks completion)."""
+def save_run(folder, result, config: dict, manifest: dict, extra_metrics: dict | None = None) -> None:
+    """Write a finished run (a chain.Result) into a ResultsFolder, compressed; the manifest goes last (it
+    marks completion)."""
     import jax
 
-    path = Path(path)
     metrics = {**_named(result.metrics), **(extra_metrics or {})}
-    write_npz(path / "metrics.npz", metrics)
+    folder.write_npz("metrics.npz", metrics, compressed=True)
     if result.params is not None and config["run"].get("save_params", True):
-        write_npz(path / "params.npz", _named(result.params))
+        folder.write_npz("params.npz", _named(result.params), compressed=True)
     info = _named(result.info)
     info["chain_key_data"] = np.asarray(jax.random.key_data(result.keys))
-    write_npz(path / "fit_info.npz", info)
+    folder.write_npz("fit_info.npz", info, compressed=True)
     if result.snapshots is not None:
-        write_npz(path / "snapshots.npz", {"snapshot_at": np.asarray(result.snapshot_at, np.int64),
-                                           "samples": np.asarray(result.snapshots)})
-    write_json(path / "config.json", config)
-    write_json(path / "manifest.json", {**manifest, "status": "complete"})
-    checkpoint = path / "checkpoint.npz"
-    if checkpoint.exists():
-        checkpoint.unlink()
+        folder.write_npz("snapshots.npz", {"snapshot_at": np.asarray(result.snapshot_at, np.int64),
+                                           "samples": np.asarray(result.snapshots)}, compressed=True)
+    folder.write_json("config.json", config)
+    folder.write_json("manifest.json", {**manifest, "status": "complete"})
 
 
 class Results:
@@ -142,6 +137,8 @@ class Results:
 
     def __init__(self, path):
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
         if not is_complete(path):
             raise FileNotFoundError(f"{path} holds no finished run (manifest.json with status 'complete'); "
                                     f"an interrupted run continues with `jaxcollapse run ... --resume`")
@@ -192,6 +189,15 @@ class Results:
         pd = _pandas()
         return pd.DataFrame(self.tidy())
 
+    def export(self, path=None, format: str = "csv") -> Path:
+        """Write the tidy table (see tidy()) as csv or parquet (parquet needs pyarrow); returns the file.
+
+        path: default DIR/tidy.<format>. An existing file is replaced only if jaxcollapse wrote it.
+        """
+        from jaxcollapse import export
+
+        return export.write(self.path, self.tidy(), path, format)
+
     def __repr__(self) -> str:
         return (f"Results({str(self.path)!r}: {self.n_chains} chains x {self.n_generations} generations, "
                 f"metrics {sorted(self.metrics)})")
@@ -223,6 +229,28 @@ class Sweep(dict):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
+    def tidy(self) -> dict:
+        """One tidy table of every run: a `run` column, one column per swept key, then each run's tidy()."""
+        parts = []
+        for name, results in self.items():
+            table = results.tidy()
+            n = len(table["chain"])
+            swept = {key: np.full(n, json.dumps(value) if isinstance(value, (dict, list)) else value)
+                     for key, value in self.settings[name].items()}
+            parts.append({"run": np.full(n, name), **swept, **table})
+        columns = list(dict.fromkeys(c for part in parts for c in part))
+        missing = [c for c in columns if not all(c in part for part in parts)]
+        if missing:
+            raise ValueError(f"the runs of {self.path} record different metrics ({missing[0]} is not in every run); "
+                             f"export them one by one")
+        return {c: np.concatenate([part[c] for part in parts]) for c in columns}
+
+    def export(self, path=None, format: str = "csv") -> Path:
+        """Write tidy() as csv or parquet (parquet needs pyarrow); returns the file (default DIR/tidy.<format>)."""
+        from jaxcollapse import export
+
+        return export.write(self.path, self.tidy(), path, format)
+
     def __repr__(self) -> str:
         return f"Sweep({str(self.path)!r}: runs {list(self)})"
 
@@ -243,66 +271,11 @@ def load(path) -> Results | Sweep:
         res = jaxcollapse.load("results/dice")
         res.metrics["support_size"].shape      # [chain, generation]
         res.to_dataframe()                      # needs pandas
+        res.export(format="csv")                # results/dice/tidy.csv
     """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
     if (path / "study.json").exists():
         return Sweep(path)
     return Results(path)
-
-
-# ---------------------------------------------------------------- checkpoints
-def _key_dtype(leaf) -> bool:
-    import jax
-
-    return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
-def write_checkpoint(path, *, generation: int, carry, records, config_digest: str, wall_seconds: float) -> None:
-    """The state after a chunk: the chain carry (keys as key data), the records so far, the generation."""
-    import jax
-
-    arrays = {"generation": np.asarray(generation, np.int64), "digest": np.asarray(config_digest),
-              "wall_seconds": np.asarray(wall_seconds, np.float64)}
-    for i, leaf in enumerate(jax.tree_util.tree_leaves(carry)):
-        if _key_dtype(leaf):
-            arrays[f"carry_{i}"] = np.asarray(jax.random.key_data(leaf))
-            arrays[f"carry_{i}_impl"] = np.asarray(str(jax.random.key_impl(leaf)))
-        else:
-            arrays[f"carry_{i}"] = np.asarray(leaf)
-    for i, leaf in enumerate(jax.tree_util.tree_leaves(records)):
-        arrays[f"records_{i}"] = np.asarray(leaf)
-    write_npz(Path(path) / "checkpoint.npz", arrays)
-
-
-def read_checkpoint(path, *, carry_like, records_like, config_digest: str):
-    """(generation, carry, records, wall_seconds) from a checkpoint, rebuilt on the given pytree shapes.
-
-    carry_like / records_like: pytrees of ShapeDtypeStructs (jax.eval_shape of the program's start);
-    the records' generation axis (axis 1) is whatever the checkpoint holds.
-    """
-    import jax
-
-    saved = read_npz(Path(path) / "checkpoint.npz")
-    if str(saved["digest"]) != config_digest:
-        raise ValueError(f"the checkpoint in {path} was written for a different config; rerun with --force")
-    carry_leaves, carry_def = jax.tree_util.tree_flatten(carry_like)
-    leaves = []
-    for i, like in enumerate(carry_leaves):
-        data = saved[f"carry_{i}"]
-        if _key_dtype(like):
-            leaf = jax.random.wrap_key_data(data, impl=str(saved[f"carry_{i}_impl"]))
-        else:
-            leaf = jax.numpy.asarray(data)
-        if leaf.shape != like.shape or leaf.dtype != like.dtype:
-            raise ValueError(f"the checkpoint in {path} does not match this program: carry leaf {i} is "
-                             f"{leaf.dtype}{list(leaf.shape)}, expected {like.dtype}{list(like.shape)}")
-        leaves.append(leaf)
-    record_leaves, record_def = jax.tree_util.tree_flatten(records_like)
-    records = []
-    for i, like in enumerate(record_leaves):
-        data = saved[f"records_{i}"]
-        if data.dtype != like.dtype or data.shape[:1] + data.shape[2:] != like.shape[:1] + like.shape[2:]:
-            raise ValueError(f"the checkpoint in {path} does not match this program: record {i}")
-        records.append(data)
-    return (int(saved["generation"]), jax.tree_util.tree_unflatten(carry_def, leaves),
-            jax.tree_util.tree_unflatten(record_def, records), float(saved["wall_seconds"]))

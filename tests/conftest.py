@@ -2,6 +2,9 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# the command line turns JAX's persistent compilation cache on in ~/.cache; tests never write there
+# (a test that checks the cache gives its subprocess a temporary XDG_CACHE_HOME)
+os.environ["JAXCOLLAPSE_NO_CACHE"] = "1"
 
 import numpy as np
 import pytest

@@ -63,10 +63,23 @@ def _load(path):
         return {k: npz[k] for k in npz.files}
 
 
+# What is bit-identical across device and process counts. Under jax 0.9 everything is. Under jax >= 0.12
+# XLA:CPU compiles each device's batch of chains with FMA in its vectorised loops and without it in
+# their scalar remainders, so a metric computed from bit-identical parameters may differ in its last
+# bits with the number of chains per device (measured: at most 4 float32 ulp, kl_to_source and
+# w2_to_source; with XLA_FLAGS=--xla_cpu_max_isa=AVX, no FMA, they are bit-identical). The chains
+# themselves (keys, parameters, fit flags, snapshots) stay bit-identical; metrics agree to METRIC_ULP.
+JAX_VERSION = tuple(int(part) for part in jax.__version__.split(".")[:2])
+METRIC_ULP = 0 if JAX_VERSION < (0, 10) else 8
+
+
 def _assert_same(actual, expected, label=""):
     assert actual and sorted(actual) == sorted(expected)
     for name in expected:
-        np.testing.assert_array_equal(actual[name], expected[name], err_msg=f"{label} {name}")
+        if name.startswith("metrics.") and METRIC_ULP and np.asarray(expected[name]).dtype.kind == "f":
+            np.testing.assert_array_max_ulp(actual[name], expected[name], maxulp=METRIC_ULP)
+        else:
+            np.testing.assert_array_equal(actual[name], expected[name], err_msg=f"{label} {name}")
 
 
 def _strip(arrays, prefix):
@@ -178,6 +191,6 @@ def test_cli_distributed_equals_one_process(tmp_path):
     _wait_all(procs)
     one, two = jc.load(tmp_path / "one"), jc.load(tmp_path / "two")
     assert two.manifest["devices"] and len(two.manifest["devices"]) == 4
-    for name in one.metrics:
-        np.testing.assert_array_equal(two.metrics[name], one.metrics[name], err_msg=name)
+    _assert_same({f"metrics.{k}": v for k, v in two.metrics.items()}, {f"metrics.{k}": v for k, v in one.metrics.items()})
+    _assert_same({f"params.{k}": v for k, v in two.params.items()}, {f"params.{k}": v for k, v in one.params.items()})
     np.testing.assert_array_equal(two.snapshots, one.snapshots)

@@ -9,6 +9,7 @@ import numpy as np
 
 from jaxcollapse import config as config_lib
 from jaxcollapse.config import ConfigError
+from jaxcollapse.study import footprint
 from jaxcollapse.study.analysis import derived_names
 
 
@@ -34,7 +35,7 @@ def _source(config: dict, family):
     table = dict(config["source"])
     if "data" in table:
         loaded = np.load(table["data"], allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
+        if isinstance(loaded, np.ndarray):  # a .npy file: the array itself (not a context manager)
             return loaded
         with loaded as data:
             keys = data.files
@@ -90,6 +91,10 @@ def build(name: str, config: dict, devices=None):
         else:
             message = f"[{'source' if message.startswith('source') else 'run'}] {message}"
         raise ConfigError(message) from None
+    try:
+        footprint.check_history(program)
+    except ValueError as err:
+        raise ConfigError(f"[run] {err}") from None
     collapse = config["collapse"]
     if collapse and collapse["metric"] not in known_metrics(program, config):
         raise ConfigError(f"collapse.metric = {collapse['metric']!r}; allowed: one of "

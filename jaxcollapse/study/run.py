@@ -7,15 +7,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from jaxcollapse import checkpoints, io
 from jaxcollapse import config as config_lib
-from jaxcollapse import io
 from jaxcollapse.config import ConfigError
 from jaxcollapse.study.analysis import derived_metrics, describe_config
 from jaxcollapse.study.build import Plan, default_chunk, plan_study, run_digest
@@ -35,15 +34,14 @@ def environment() -> dict:
     }
 
 
-def _merge(chunks):
-    import jax
-
-    return jax.tree_util.tree_map(lambda *parts: np.concatenate(parts, axis=1), *chunks)
-
-
-def run_plan(plan: Plan, path: Path, *, resume: bool = False, chunk_size: int | None = None,
+def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk_size: int | None = None,
              progress: Callable[[int], None] | None = None, on_checkpoint: Callable[[int], None] | None = None):
-    """Run one plan into `path` (already prepared); returns the chain.Result and the manifest."""
+    """Run one plan into its directory `path`; folder: that directory's ResultsFolder, claimed by
+    run_study (needed on the process that writes; the others only read a checkpoint to resume).
+
+    After each chunk its records and the changed parts of the carry go to folder/checkpoint/
+    (O(chunk)); the records are merged once, at the end. Returns the chain.Result and the manifest.
+    """
     import jax
 
     from jaxcollapse.engine import ChainState
@@ -54,37 +52,43 @@ def run_plan(plan: Plan, path: Path, *, resume: bool = False, chunk_size: int | 
     key = jax.random.key(run["seed"])
     began, resumed = time.perf_counter(), False
     writer = jax.process_index() == 0  # several processes (--distributed): all compute, process 0 writes
-    if resume and (path / "checkpoint.npz").exists():
+    if writer and folder is None:
+        raise ValueError("folder is required: the claimed ResultsFolder of path (see run_study)")
+    saved_at = Path(path) / checkpoints.FOLDER
+    if resume and checkpoints.exists(saved_at):
         state_like, records_like = jax.eval_shape(program.start, key)
         carry_like = jax.eval_shape(program.layout.gather, state_like.carry)  # checkpoints hold n_chains rows
-        generation, carry, records, wall_before = io.read_checkpoint(
-            path, carry_like=carry_like, records_like=records_like, config_digest=plan.digest)
+        checkpoint, generation, carry, chunks, wall_before = checkpoints.Checkpoint.resume(
+            saved_at, digest=plan.digest, carry_like=carry_like, records_like=records_like, tidy=writer)
         state = program.device_state(ChainState(carry, generation))
-        chunks, resumed = [records], True
+        resumed = True
     else:
         if writer:
-            io.write_json(path / "config.json", plan.config)
+            folder.write_json("config.json", plan.config)
+            checkpoint = checkpoints.Checkpoint.fresh(folder.make_scratch(checkpoints.FOLDER), plan.digest)
         state, first = program.start(key)
         chunks, wall_before = [first], 0.0
-        carry = program.host_state(state).carry  # gathered from every device (and process), padding trimmed
+        carry = _without_scratch(program, program.host_state(state).carry)  # from every device (and process), trimmed
         if writer:
-            io.write_checkpoint(path, generation=0, carry=carry, records=first, config_digest=plan.digest,
-                                wall_seconds=time.perf_counter() - began)
+            checkpoint.save(generation=0, first=0, carry=carry, records=first,
+                            wall_seconds=time.perf_counter() - began)
     if progress is not None:
         progress(state.generation)
     while state.generation < n_generations:
+        done = state.generation
         state, records = program.advance(state, chunk)
-        chunks = [_merge(chunks + [records])]
-        carry = program.host_state(state).carry
+        chunks.append(records)
+        carry = _without_scratch(program, program.host_state(state).carry)
         if writer:
-            io.write_checkpoint(path, generation=state.generation, carry=carry, records=chunks[0],
-                                config_digest=plan.digest, wall_seconds=wall_before + time.perf_counter() - began)
+            checkpoint.save(generation=state.generation, first=done + 1, carry=carry, records=records,
+                            wall_seconds=wall_before + time.perf_counter() - began)
         if progress is not None:
             progress(state.generation)
         if on_checkpoint is not None:
             on_checkpoint(state.generation)
     wall = wall_before + time.perf_counter() - began
     result = program.result(state, chunks, wall)
+    del chunks
     manifest = {
         "run": plan.label, "study": plan.config.get("name", ""), "config_digest": plan.digest,
         "seed": run["seed"], "n_chains": run["n_chains"], "n_generations": n_generations,
@@ -98,9 +102,23 @@ def run_plan(plan: Plan, path: Path, *, resume: bool = False, chunk_size: int | 
     result = _params_apart(result, program)
     extra = derived_metrics(plan.config, plan.family, plan.source, result.params)
     if writer:
-        io.save_run(path, result, plan.config, manifest, extra)
-    _sync(f"saved {path}")
+        io.save_run(folder, result, plan.config, manifest, extra)
+        folder.drop_scratch(checkpoints.FOLDER, checkpoints.owns)
+    _sync(f"saved {plan.label}")
     return result, manifest
+
+
+def _without_scratch(program, carry):
+    """The carry with the snapshot buffer's scratch slot zeroed. The buffer holds one slot per snapshot
+    generation and, last, one that takes every other generation's write and is never read; left as it
+    is, the whole buffer would change, and be rewritten to the checkpoint, after every chunk. Zeroed,
+    it changes only at snapshot generations. (Skipped if the buffer is not laid out so.)"""
+    snapshots = getattr(carry, "snapshots", None)
+    snapshot_at = getattr(getattr(program, "spec", None), "snapshot_at", None)
+    if snapshots is None or snapshot_at is None or np.ndim(snapshots) < 2 or snapshots.shape[1] != len(snapshot_at) + 1:
+        return carry
+    kept = np.asarray(snapshots)
+    return carry._replace(snapshots=np.concatenate([kept[:, :-1], np.zeros_like(kept[:, -1:])], axis=1))
 
 
 def _sync(name: str) -> None:
@@ -131,7 +149,7 @@ class StudyOutcome:
     plans: list
     results: dict            # run label -> io.Results
     skipped: list            # runs already complete (resume)
-
+    written: list = dataclasses.field(default_factory=list)  # every file this call wrote (process 0)
 
 
 def run_study(study, out=None, *, overrides=(), resume: bool = False, force: bool = False,
@@ -139,56 +157,88 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
               log: Callable[[str], None] | None = None, on_checkpoint=None, devices=None) -> StudyOutcome:
     """Run a study file into `out` (default results/<name>): one run, or one subdirectory per sweep run.
 
-    devices: where the chains run (see simulate); after jax.distributed.initialize() every process
-    runs this with the same arguments, all compute and process 0 writes.
+    `out` must be new, empty, or a folder jaxcollapse made (results_folder.py): force replaces only the
+    files the tool wrote there; resume continues the same study. devices: where the chains run (see
+    simulate); after jax.distributed.initialize() every process runs this with the same arguments,
+    all compute and process 0 writes.
     """
     import jax
 
     from jaxcollapse.progress import Progress
+    from jaxcollapse.results_folder import ResultsFolder
 
     log = log or (lambda message: None)
     writer = jax.process_index() == 0
     study = Path(study)
+    overrides, notice = _drop_late_snapshots(study, list(overrides))
     raw, plans = plan_study(study, overrides, devices)
+    if notice and writer:
+        log(notice)
     out = Path(out) if out is not None else Path("results") / raw["name"]
     if chunk_size is not None:
         chunk_size = config_lib._int("--chunk-size", chunk_size, 1)
-    if resume and out.exists():
-        _check_same_study(out, plans)
     sweep = config_lib.sweep_settings(raw)
-    if writer:
-        io.prepare(out, force=force, resume=resume)
-        if sweep:
-            io.write_json(out / "study.json", {
-                "name": raw["name"], "description": raw.get("description", ""), "sweep": list(sweep),
-                "runs": [{"name": p.name, "settings": _settings_of(p.config, sweep)} for p in plans]})
-        shutil.copyfile(study, out / "study.toml") if not (out / "study.toml").exists() else None
-        for plan in plans:
-            (out / plan.name if plan.name else out).mkdir(exist_ok=True)
-    _sync(f"prepared {out}")
-    results, skipped = {}, []
-    for i, plan in enumerate(plans):
-        path = out / plan.name if plan.name else out
-        if resume and io.is_complete(path):
-            skipped.append(plan.label)
+    identity = {"name": raw["name"], "runs": [plan.name for plan in plans]}
+    folder = ResultsFolder.claim(out, force=force, resume=resume, study=identity) if writer else None
+    try:
+        if resume:
+            _check_same_study(out, plans)
+        if writer:
+            if sweep:
+                folder.write_json("study.json", {
+                    "name": raw["name"], "description": raw.get("description", ""), "sweep": list(sweep),
+                    "runs": [{"name": p.name, "settings": _settings_of(p.config, sweep)} for p in plans]})
+            if not folder.path("study.toml").exists():
+                folder.copy_in(study, "study.toml")
+            for plan in plans:
+                if plan.name:
+                    folder.make_folder(plan.name)
+        _sync(f"prepared {out}")
+        results, skipped = {}, []
+        for i, plan in enumerate(plans):
+            path = out / plan.name if plan.name else out
+            if resume and io.is_complete(path):
+                skipped.append(plan.label)
+                results[plan.label] = io.Results(path)
+                continue
+            label = f"[{i + 1}/{len(plans)}] {plan.name}" if plan.name else plan.label
+            log(f"{label}: {plan.config['run']['n_chains']} chains x {plan.config['run']['n_generations']} "
+                f"generations, {plan.config['run']['n_samples']} samples each ({describe_config(plan.config)})")
+            bar = Progress(plan.config["run"]["n_generations"], plan.config["run"]["n_chains"], label=label,
+                           enabled=show_progress)
+            try:
+                run_plan(plan, path, folder=folder.within(plan.name) if writer else None, resume=resume,
+                         chunk_size=chunk_size, progress=bar.update, on_checkpoint=on_checkpoint)
+            finally:
+                bar.close()
             results[plan.label] = io.Results(path)
-            continue
-        label = f"[{i + 1}/{len(plans)}] {plan.name}" if plan.name else plan.label
-        log(f"{label}: {plan.config['run']['n_chains']} chains x {plan.config['run']['n_generations']} "
-            f"generations, {plan.config['run']['n_samples']} samples each ({describe_config(plan.config)})")
-        bar = Progress(plan.config["run"]["n_generations"], plan.config["run"]["n_chains"], label=label,
-                       enabled=show_progress)
-        try:
-            run_plan(plan, path, resume=resume, chunk_size=chunk_size, progress=bar.update,
-                     on_checkpoint=on_checkpoint)
-        finally:
-            bar.close()
-        results[plan.label] = io.Results(path)
-        if plots and writer:
-            _plot_quietly(lambda: __import__("jaxcollapse.plots").plots.plot_run(path), log)
-    if plots and sweep and writer:
-        _plot_quietly(lambda: __import__("jaxcollapse.plots").plots.plot_sweep(out), log)
-    return StudyOutcome(out, plans, results, skipped)
+            if plots and writer:
+                _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots").plots.plot_run(path)), log)
+        if plots and sweep and writer:
+            _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots").plots.plot_sweep(out)), log)
+        return StudyOutcome(out, plans, results, skipped, folder.written if writer else [])
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+def _drop_late_snapshots(study: Path, overrides: list) -> tuple[list, str | None]:
+    """--set run.n_generations=N below some of the study's snapshot_at: those generations are dropped
+    (an extra --set run.snapshot_at=[...]) and a one-line notice says so. An explicit
+    --set run.snapshot_at is left to the config check."""
+    keys = {config_lib.parse_override(text)[0] for text in overrides}
+    if "run.n_generations" not in keys or "run.snapshot_at" in keys:
+        return overrides, None
+    run = config_lib.apply_overrides(config_lib.read(study), overrides).get("run", {})
+    n, snapshot_at = run.get("n_generations"), run.get("snapshot_at")
+    if not (config_lib._is_int(n) and isinstance(snapshot_at, list) and all(map(config_lib._is_int, snapshot_at))):
+        return overrides, None
+    kept, dropped = [g for g in snapshot_at if g <= n], [g for g in snapshot_at if g > n]
+    if not dropped:
+        return overrides, None
+    notice = (f"note: run.n_generations = {n}: the study's snapshots at generation{'s' * (len(dropped) > 1)} "
+              f"{', '.join(map(str, dropped))} are dropped (run.snapshot_at = {kept})")
+    return [*overrides, f"run.snapshot_at={kept}"], notice
 
 
 def _plot_quietly(draw, log):
@@ -204,6 +254,8 @@ def _check_same_study(out: Path, plans) -> None:
         saved = path / "config.json"
         if saved.exists():
             old = io.read_json(saved)
+            if not isinstance(old, dict) or "run" not in old:
+                raise ConfigError(f"cannot resume {path}: its config.json is not a jaxcollapse config")
             if run_digest(old) != plan.digest:
                 diff = "; ".join(config_lib.differences(old, plan.config)) or "?"
                 raise ConfigError(f"cannot resume {path}: its config differs from this one ({diff}); "
