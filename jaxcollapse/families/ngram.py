@@ -329,10 +329,14 @@ class _Sampler(NamedTuple):
         width = self.cdf.shape[-1]
         flat = self.cdf.reshape(-1)
         target = u * self.cdf[row, -1]
-        low, high = jnp.zeros_like(row), jnp.full_like(row, width)
-        for _ in range(math.ceil(math.log2(width + 1))):
+
+        def halve(_, bounds):
+            low, high = bounds
             mid = (low + high) // 2
             active = low < high
             right = active & (flat[row * width + jnp.minimum(mid, width - 1)] <= target)
-            low, high = jnp.where(right, mid + 1, low), jnp.where(active & ~right, mid, high)
+            return jnp.where(right, mid + 1, low), jnp.where(active & ~right, mid, high)
+
+        start = (jnp.zeros_like(row), jnp.full_like(row, width))
+        low, _ = jax.lax.fori_loop(0, math.ceil(math.log2(width + 1)), halve, start)
         return jnp.minimum(low, self.last[row]).astype(jnp.int32)
