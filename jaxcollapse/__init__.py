@@ -1,5 +1,5 @@
 """jaxcollapse: model-collapse chains as one compiled JAX program."""
-from jaxcollapse import metrics, mixture_metrics, theory
+from jaxcollapse import datasets, metrics, mixture_metrics, theory
 from jaxcollapse.engine import Result, simulate
 from jaxcollapse.families import (
                                   GMM,
@@ -10,6 +10,8 @@ from jaxcollapse.families import (
                                   Family,
                                   GaussianParams,
                                   GMMParams,
+                                  NGram,
+                                  NGramParams,
                                   SufficientStats,
                                   VAEParams,
 )
@@ -21,6 +23,6 @@ from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
-           "Gaussian", "GaussianParams", "Result", "Source", "SufficientStats", "TrainingSet", "VAEParams",
-           "accumulate", "accumulate_subsample", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics",
-           "pipeline", "replace", "simulate", "stage", "theory"]
+           "Gaussian", "GaussianParams", "NGram", "NGramParams", "Result", "Source", "SufficientStats", "TrainingSet",
+           "VAEParams", "accumulate", "accumulate_subsample", "datasets", "fresh_real", "keep_real", "load", "metrics",
+           "mixture_metrics", "pipeline", "replace", "simulate", "stage", "theory"]

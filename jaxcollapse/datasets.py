@@ -1,9 +1,11 @@
-"""Real image data sets, from local files only: nothing here touches the network.
+"""Real data sets, from local files only: nothing here touches the network.
 
 load_digits(seed)        scikit-learn's bundled 8x8 handwritten digits, scaled to [0, 1]
 load_mnist_npz(path)     MNIST from a local ``mnist.npz`` (keys x_train, y_train, x_test, y_test)
+load_text(tokenizer)     English text as int32 token blocks: the Python 3.11.7 documentation
+                         that ships with jaxcollapse (jaxcollapse/data/), or your own text file
 
-Both return ``(train, heldout)`` float32 arrays [n, h, w] in [0, 1] (labels on request).
+The image loaders return ``(train, heldout)`` float32 arrays [n, h, w] in [0, 1] (labels on request).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 import numpy as np
 
 from jaxcollapse import _checks
+from jaxcollapse._text import CORPUS_SHA256, Text, corpus_text, load_text  # noqa: F401
 
 
 def load_digits(seed: int = 0, heldout_fraction: float = 0.2, return_labels: bool = False):

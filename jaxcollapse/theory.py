@@ -189,3 +189,12 @@ def gaussian_std_tail_bound(k, n_samples, sigma0, eps):
 def expected_appearances(prob, n_samples):
     """A state with probability q is expected n q times in n draws (< 1 when q < 1/n)."""
     return n_samples * np.asarray(prob, dtype=float)
+
+
+# ---------------------------------------------------------------- 8. language models (n-gram)
+from jaxcollapse.theory_language import (  # noqa: E402, F401
+    ngram_expected_collision,
+    ngram_row_collisions,
+    ngram_row_survival_probs,
+    wright_fisher_collision,
+)

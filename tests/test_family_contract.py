@@ -15,6 +15,7 @@ from jaxcollapse.engine import program as program_lib
 from jaxcollapse.types import draw_real
 
 DIGIT_LIKE = np.random.default_rng(0).uniform(size=(64, 4)).astype(np.float32)
+TOKEN_BLOCKS = np.random.default_rng(1).integers(0, 6, size=(48, 8)).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,8 @@ ROWS = {
                jc.GaussianParams(np.zeros(2), np.eye(2)), 16, {"reg_covar": 1e-4}, rtol=1e-3),
     "vae": Row(jc.VAE(latent_dim=2, hidden=(8,), n_steps=4, batch_size=4, image_shape=(4,), n_eval=8),
                jc.Source(data=DIGIT_LIKE[:48], heldout=DIGIT_LIKE[48:]), 16, {"learning_rate": 3e-3}, rtol=1e-3),
+    "ngram": Row(jc.NGram(2, 6, 0.1, block=8, n_eval=4, top_p=0.9),
+                 jc.Source(data=TOKEN_BLOCKS[:40], heldout=TOKEN_BLOCKS[40:]), 16, {"smoothing": 0.5}),
 }
 
 

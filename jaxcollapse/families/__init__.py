@@ -3,7 +3,8 @@ from jaxcollapse.families.base import REGISTRY, Family, SufficientStats, registe
 from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
 from jaxcollapse.families.gmm import GMM, GMMParams
+from jaxcollapse.families.ngram import NGram, NGramParams
 from jaxcollapse.families.vae import VAE, VAEParams
 
 __all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Family", "GMMParams", "Gaussian",
-           "GaussianParams", "SufficientStats", "VAEParams", "register"]
+           "GaussianParams", "NGram", "NGramParams", "SufficientStats", "VAEParams", "register"]
