@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxcollapse.engine.result import Result, pandas
+from jaxcollapse.types import FitInfo
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 TEMP_SUFFIX = ".jaxcollapse-tmp"  # .<name>.<8 random characters>.jaxcollapse-tmp: removed on --resume / --force
@@ -132,10 +135,14 @@ def save_run(folder, result, config: dict, manifest: dict, extra_metrics: dict |
     folder.write_json("manifest.json", {**manifest, "status": "complete"})
 
 
-class Results:
-    """One run's results directory, as saved by `jaxcollapse run` (see jaxcollapse.load)."""
+class Results(Result):
+    """One run's results directory, as saved by `jaxcollapse run` (see jaxcollapse.load): the same
+    Result that simulate() returns (chain(i), failed, tidy(), to_dataframe()), plus path, config
+    and manifest. Params are a dict of histories (name -> array)."""
 
     def __init__(self, path):
+        import jax
+
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
@@ -145,13 +152,19 @@ class Results:
         self.path = path
         self.config = read_json(path / "config.json")
         self.manifest = read_json(path / "manifest.json")
-        self.metrics = read_npz(path / "metrics.npz")
-        self.params = read_npz(path / "params.npz") if (path / "params.npz").exists() else None
-        self.info = read_npz(path / "fit_info.npz")
-        self.snapshot_at, self.snapshots = (), None
+        info = read_npz(path / "fit_info.npz")
+        keys = jax.random.wrap_key_data(info.pop("chain_key_data")) if "chain_key_data" in info else None
+        snapshot_at, snapshots = (), None
         if (path / "snapshots.npz").exists():
             snaps = read_npz(path / "snapshots.npz")
-            self.snapshot_at, self.snapshots = tuple(int(g) for g in snaps["snapshot_at"]), snaps["samples"]
+            snapshot_at, snapshots = tuple(int(g) for g in snaps["snapshot_at"]), snaps["samples"]
+        super().__init__(
+            params=read_npz(path / "params.npz") if (path / "params.npz").exists() else None,
+            metrics=read_npz(path / "metrics.npz"),
+            info=FitInfo(**{name: info[name] for name in FitInfo._fields}) if set(FitInfo._fields) <= set(info)
+            else info,
+            snapshots=snapshots, snapshot_at=snapshot_at, keys=keys,
+            wall_seconds=float(self.manifest.get("wall_seconds", float("nan"))))
 
     @property
     def name(self) -> str:
@@ -164,30 +177,6 @@ class Results:
     @property
     def n_generations(self) -> int:
         return int(self.config["run"]["n_generations"])
-
-    def tidy(self) -> dict:
-        """Columns of a tidy table: chain, generation and one column per scalar-per-generation metric.
-
-        Metrics with further axes (e.g. per-state probabilities) get one column per entry, named
-        metric[i] (metric[i,j] ...).
-        """
-        n_chains, n_gens = self.n_chains, self.n_generations + 1
-        columns = {"chain": np.repeat(np.arange(n_chains), n_gens),
-                   "generation": np.tile(np.arange(n_gens), n_chains)}
-        for name, values in self.metrics.items():
-            values = np.asarray(values)
-            if values.ndim == 2:
-                columns[name] = values.reshape(-1)
-                continue
-            flat = values.reshape(n_chains * n_gens, -1)
-            for j, index in enumerate(np.ndindex(*values.shape[2:])):
-                columns[f"{name}[{','.join(map(str, index))}]"] = flat[:, j]
-        return columns
-
-    def to_dataframe(self):
-        """A pandas DataFrame with columns chain, generation and one per metric (pandas is optional)."""
-        pd = _pandas()
-        return pd.DataFrame(self.tidy())
 
     def export(self, path=None, format: str = "csv") -> Path:
         """Write the tidy table (see tidy()) as csv or parquet (parquet needs pyarrow); returns the file.
@@ -219,7 +208,7 @@ class Sweep(dict):
 
     def to_dataframe(self):
         """One tidy table of every run, with a `run` column and one column per swept key."""
-        pd = _pandas()
+        pd = pandas()
         frames = []
         for name, results in self.items():
             frame = pd.DataFrame(results.tidy())
@@ -253,15 +242,6 @@ class Sweep(dict):
 
     def __repr__(self) -> str:
         return f"Sweep({str(self.path)!r}: runs {list(self)})"
-
-
-def _pandas():
-    try:
-        import pandas
-    except ImportError:
-        raise ImportError("to_dataframe() needs pandas, which jaxcollapse does not install: "
-                          "pip install pandas (or use .tidy() for plain numpy columns)") from None
-    return pandas
 
 
 def load(path) -> Results | Sweep:

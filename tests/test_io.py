@@ -28,7 +28,9 @@ def test_load_round_trip_equals_simulate(dice_run):
     np.testing.assert_array_equal(res.params["probs"], direct.params.probs)
     np.testing.assert_array_equal(res.snapshots, direct.snapshots)
     assert res.snapshot_at == (0, 6)
-    np.testing.assert_array_equal(res.info["chain_key_data"], jax.random.key_data(direct.keys))
+    np.testing.assert_array_equal(jax.random.key_data(res.keys), jax.random.key_data(direct.keys))
+    np.testing.assert_array_equal(res.info.finite, direct.info.finite)  # the same Result type as simulate's
+    np.testing.assert_array_equal(res.chain(3).metrics["entropy"], direct.chain(3).metrics["entropy"])
     assert res.config["run"]["n_chains"] == 16
     for key in ("jaxcollapse", "jax", "devices", "seed", "wall_seconds", "chain_generations_per_second"):
         assert key in res.manifest

@@ -40,3 +40,39 @@ class Result:
     def failed(self) -> np.ndarray:
         """[n_chains] True where some fit produced non-finite parameters."""
         return ~np.all(np.asarray(self.info.finite), axis=-1)
+
+    @property
+    def n_generations(self) -> int:
+        return int(np.shape(next(iter(self.metrics.values())))[1]) - 1 if self.metrics else 0
+
+    def tidy(self) -> dict:
+        """Columns of a tidy table: chain, generation and one column per metric.
+
+        Metrics with further axes (e.g. per-component values) get one column per entry, named
+        metric[i] (metric[i,j] ...).
+        """
+        n_chains, n_gens = self.n_chains, self.n_generations + 1
+        columns = {"chain": np.repeat(np.arange(n_chains), n_gens),
+                   "generation": np.tile(np.arange(n_gens), n_chains)}
+        for name, values in self.metrics.items():
+            values = np.asarray(values)
+            if values.ndim == 2:
+                columns[name] = values.reshape(-1)
+                continue
+            flat = values.reshape(n_chains * n_gens, -1)
+            for j, index in enumerate(np.ndindex(*values.shape[2:])):
+                columns[f"{name}[{','.join(map(str, index))}]"] = flat[:, j]
+        return columns
+
+    def to_dataframe(self):
+        """A pandas DataFrame with columns chain, generation and one per metric (pandas is optional)."""
+        return pandas().DataFrame(self.tidy())
+
+
+def pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("to_dataframe() needs pandas, which jaxcollapse does not install: "
+                          "pip install pandas (or use .tidy() for plain numpy columns)") from None
+    return pandas
