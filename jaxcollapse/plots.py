@@ -134,7 +134,7 @@ def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | N
 
 
 def plot_support_decay(results: io.Results, path: Path) -> Path | None:
-    if "support_size" not in results.metrics:
+    if "support_size" not in results.metrics or "n_states" not in results.config["family"]:
         return None
     support = np.asarray(results.metrics["support_size"])
     n_states = int(results.config["family"]["n_states"])
@@ -252,6 +252,7 @@ def plot_run(path) -> list[Path]:
     extra = [plot_collapse_times(results, rule, figures / "collapse_times.png") if rule else None,
              plot_support_decay(results, figures / "support_decay.png"),
              plot_snapshots(results, figures / "snapshots.png")]
+    extra += config_lib.make_family(results.config["family"]).figures(results, figures)
     return written + [p for p in extra if p is not None]
 
 

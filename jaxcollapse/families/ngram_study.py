@@ -11,6 +11,20 @@ SOURCE_KEYS = ("heldout_fraction", "split_seed")
 
 
 class NGramStudy(StudyKnowledge):
+    def figures(self, results, folder) -> list:
+        """The paper's figures for one run: generated-text perplexity histograms, held-out perplexity, support."""
+        from jaxcollapse import plots_language
+
+        if "generated_perplexity" not in results.metrics:
+            return []
+        runs = {results.name: results}
+        written = [plots_language.perplexity_histograms(runs, folder / "perplexity_histograms.png")]
+        if "heldout_perplexity" in results.metrics:
+            written.append(plots_language.heldout_perplexity(runs, folder / "heldout_perplexity_fan.png"))
+        if {"vocabulary_size", "ngram_support_size"} <= set(results.metrics):
+            written.append(plots_language.support(runs, folder / "support.png"))
+        return written
+
     def source_from_table(self, table: dict):
         """[source] heldout_fraction = 0.1, split_seed = 0: the shipped corpus as load_text(self.tokenizer,
         self.block, vocab_size=self.vocab_size) blocks, training and held-out (a jc.Source)."""

@@ -31,6 +31,10 @@ class StudyKnowledge:
         """(values, label) of closed forms that apply to this run's metric (compared with the MC mean)."""
         return []
 
+    def figures(self, results, folder) -> list:
+        """The family's own figures of one finished run (io.Results) into `folder`; paths written."""
+        return []
+
     def fitted_density_2d(self, params: dict | None, chain: int, generation: int):
         """(weights [K], means [K, 2], covs [K, 2, 2]) of a 2-D fit, for contours over snapshots, or None."""
         return None
