@@ -32,9 +32,9 @@ class Result:
     def chain(self, i: int) -> "Result":
         """Chain i alone (no chain axis)."""
         take = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
-        return dataclasses.replace(
-            self, params=take(self.params), metrics=take(self.metrics), info=take(self.info),
-            snapshots=None if self.snapshots is None else self.snapshots[i], keys=self.keys[i:i + 1])
+        return Result(params=take(self.params), metrics=take(self.metrics), info=take(self.info),
+                      snapshots=take(self.snapshots), snapshot_at=self.snapshot_at, keys=self.keys[i:i + 1],
+                      wall_seconds=self.wall_seconds)
 
     @property
     def failed(self) -> np.ndarray:
