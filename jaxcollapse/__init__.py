@@ -3,6 +3,7 @@ from jaxcollapse import metrics, mixture_metrics, theory
 from jaxcollapse.engine import Result, simulate
 from jaxcollapse.families import (
                                   GMM,
+                                  KDE,
                                   REGISTRY,
                                   VAE,
                                   Categorical,
@@ -10,6 +11,11 @@ from jaxcollapse.families import (
                                   Family,
                                   GaussianParams,
                                   GMMParams,
+                                  KDEParams,
+                                  LinearRegression,
+                                  MoonsParams,
+                                  RegressionParams,
+                                  RegressionSource,
                                   SufficientStats,
                                   VAEParams,
 )
@@ -20,7 +26,8 @@ from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
-           "Gaussian", "GaussianParams", "Result", "Source", "SufficientStats", "TrainingSet", "VAEParams",
+__all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
+           "Gaussian", "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "RegressionParams",
+           "RegressionSource", "Result", "Source", "SufficientStats", "TrainingSet", "VAEParams",
            "accumulate", "accumulate_subsample", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics",
            "pipeline", "replace", "simulate", "stage", "theory"]

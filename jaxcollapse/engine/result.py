@@ -34,7 +34,7 @@ class Result:
         take = lambda tree: jax.tree_util.tree_map(lambda a: a[i], tree)  # noqa: E731
         return dataclasses.replace(
             self, params=take(self.params), metrics=take(self.metrics), info=take(self.info),
-            snapshots=None if self.snapshots is None else self.snapshots[i], keys=self.keys[i:i + 1])
+            snapshots=take(self.snapshots), keys=self.keys[i:i + 1])
 
     @property
     def failed(self) -> np.ndarray:
