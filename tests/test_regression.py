@@ -110,17 +110,17 @@ def test_strong_model_collapse_floor(n_samples):
 @pytest.mark.slow
 def test_gaussian_mean_accumulate_pathway():
     """Dey and Donoho's mean: E||mu_g - mu||^2 under accumulate, exactly, and its ratio tends to pi^2/6."""
-    fam = jc.Gaussian(dim=2, ddof=1)
-    m = 8
-    res = run(fam, fam.make_params(mean=[0.0, 0.0], cov=np.diag([1.0, 2.0])), jc.accumulate(), n_generations=30,
-              n_samples=m, record=("mean",))
+    fam = jc.Gaussian(dim=1, ddof=1)
+    m = 3  # small M, many chains: the exact law's shrinking E Sigma_k (not the naive tr Sigma / M sum 1/k^2) is tested
+    res = run(fam, fam.make_params(mean=[0.0], cov=[[2.0]]), jc.accumulate(), n_chains=40_000,
+              n_generations=30, n_samples=m, record=("mean",))
+    assert not res.failed.any()
     sq_error = np.sum(np.asarray(res.metrics["mean"]) ** 2, axis=-1)
     g = np.arange(31)
-    expected = theory.gaussian_accumulate_mean_sq_error(g, m, 3.0)
+    expected = theory.gaussian_accumulate_mean_sq_error(g, m, 2.0)
     assert np.all(z_score(sq_error, expected) < Z_MAX)
     assert ratio_z(sq_error[:, 30], sq_error[:, 0], expected[30] / expected[0]) < Z_MAX
-    big = theory.gaussian_accumulate_mean_sq_error(10_000, 10**6, 3.0) / theory.gaussian_accumulate_mean_sq_error(
-        0, 10**6, 3.0)
+    big = theory.gaussian_accumulate_mean_sq_error(10_000, 10**6) / theory.gaussian_accumulate_mean_sq_error(0, 10**6)
     assert big == pytest.approx(np.pi ** 2 / 6, rel=1e-3)
 
 

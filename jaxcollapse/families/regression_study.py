@@ -60,14 +60,13 @@ class RegressionStudy(StudyKnowledge):
         else:
             value = tr.ols_accumulate_expected_error(g, design=self.design, **args)
             label = r"theory, $\sum_k 1/k^2$ pathway"
-        if metric == "risk_ratio":
-            value = value / value.flat[0] if value.ndim else np.ones_like(g)
-            label = "theory: E R_g / E R_0"
-            curves = [(value, label)]
-            if regime == "accumulate":
-                curves.append((np.full_like(g, np.pi ** 2 / 6), r"$\pi^2/6$"))
-            return curves
-        return [(value, label)]
+        if metric != "risk_ratio":
+            return [(value, label)]
+        at_zero = tr.ols_replace_expected_error(0, **args)  # generation 0 is a fit on real data in every regime
+        curves = [(value / at_zero, "theory: E R_g / E R_0")]
+        if regime == "accumulate":
+            curves.append((np.full_like(g, np.pi ** 2 / 6), r"limit $\pi^2/6$ (T $\to \infty$ for a random design)"))
+        return curves
 
 
 def _unit(dim: int) -> np.ndarray:
