@@ -2,27 +2,34 @@
 from jaxcollapse import datasets, metrics, mixture_metrics, theory
 from jaxcollapse.engine import Result, simulate
 from jaxcollapse.families import (
-                                  GMM,
-                                  REGISTRY,
-                                  VAE,
-                                  Categorical,
-                                  CategoricalParams,
-                                  Family,
-                                  GaussianParams,
-                                  GMMParams,
-                                  NGram,
-                                  NGramParams,
-                                  SufficientStats,
-                                  VAEParams,
+    GMM,
+    KDE,
+    REGISTRY,
+    VAE,
+    Categorical,
+    CategoricalParams,
+    Family,
+    Gaussian,
+    GaussianParams,
+    GMMParams,
+    KDEParams,
+    LinearRegression,
+    MoonsParams,
+    NGram,
+    NGramParams,
+    RegressionParams,
+    RegressionSource,
+    SufficientStats,
+    VAEParams,
 )
-from jaxcollapse.families.gaussian import Gaussian
 from jaxcollapse.io import load
 from jaxcollapse.stages import accumulate, accumulate_subsample, fresh_real, keep_real, pipeline, replace, stage
 from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
-           "Gaussian", "GaussianParams", "NGram", "NGramParams", "Result", "Source", "SufficientStats", "TrainingSet",
+__all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo",
+           "GMMParams", "Gaussian", "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "NGram",
+           "NGramParams", "RegressionParams", "RegressionSource", "Result", "Source", "SufficientStats", "TrainingSet",
            "VAEParams", "accumulate", "accumulate_subsample", "datasets", "fresh_real", "keep_real", "load", "metrics",
            "mixture_metrics", "pipeline", "replace", "simulate", "stage", "theory"]

@@ -1,4 +1,4 @@
-"""Closed forms of shared/ORACLES.md sections 1-3, for overlays and tests.
+"""Closed forms of shared/ORACLES.md sections 1-3, for overlays and tests (4 and 9: theory_regression, theory_kde).
 
 Notation: M = n_samples per generation; generation g is the (g + 1)-th fit (g = 0 is the fit
 on real data), so t = g + 1 fits have happened; r = (M - 1) / M;
@@ -11,6 +11,9 @@ import math
 
 import numpy as np
 from scipy.special import digamma, gammaln
+
+from jaxcollapse.theory_kde import *  # noqa: F401,F403  (section 9: the KDE chain)
+from jaxcollapse.theory_regression import *  # noqa: F401,F403  (sections 4 and 9: regression, pi^2/6)
 
 
 def _fits(g):

@@ -25,6 +25,7 @@ class Row:
     n_samples: int
     traced: dict            # a family field that is a traced number, and a new value for it
     rtol: float = 1e-5      # vmapped vs one chain: differently vectorised float32 code (~100 ulp; EM and Adam more)
+    model: object = None    # (family, params) -> what "the same model" compares (default: the params)
 
 
 ROWS = {
@@ -32,6 +33,10 @@ ROWS = {
     "gaussian": Row(jc.Gaussian(dim=2), jc.GaussianParams(np.zeros(2), np.eye(2)), 8, {"lam": 0.9}),
     "gmm": Row(jc.GMM(2, dim=2, max_iter=8, tol=1e-3, init="previous"),
                jc.GaussianParams(np.zeros(2), np.eye(2)), 16, {"reg_covar": 1e-4}, rtol=1e-3),
+    "kde": Row(jc.KDE(bandwidth=0.3, dim=2), jc.MoonsParams(np.float32(0.1)), 8, {"bandwidth": 0.5},
+               model=lambda fam, params: fam.log_prob(params, jnp.linspace(-1.0, 2.0, 14).reshape(7, 2))),
+    "linear_regression": Row(jc.LinearRegression(dim=2, noise_std=0.5),
+                             jc.LinearRegression(dim=2, noise_std=0.5).make_params(w=[1.0, -0.5]), 8, {"ridge": 0.1}),
     "vae": Row(jc.VAE(latent_dim=2, hidden=(8,), n_steps=4, batch_size=4, image_shape=(4,), n_eval=8),
                jc.Source(data=DIGIT_LIKE[:48], heldout=DIGIT_LIKE[48:]), 16, {"learning_rate": 3e-3}, rtol=1e-3),
     "ngram": Row(jc.NGram(2, 6, 0.1, block=8, n_eval=4, top_p=0.9),
@@ -100,10 +105,11 @@ def test_a_zero_weight_point_equals_the_point_removed(ran):
     extra = jax.tree_util.tree_map(lambda a: a[:1] * 0 + 3, x)  # an outlier that would move any fit
     padded = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), x, extra)
     w = jnp.concatenate([jnp.ones(row.n_samples), jnp.zeros(1)])
-    kept, _ = fam.fit(jax.random.key(5), padded, w, init)
-    alone, _ = fam.fit(jax.random.key(5), x, jnp.ones(row.n_samples), init)
+    model = (lambda params: params) if row.model is None else (lambda params: row.model(fam, params))
+    kept = model(fam.fit(jax.random.key(5), padded, w, init)[0])
+    alone = model(fam.fit(jax.random.key(5), x, jnp.ones(row.n_samples), init)[0])
     for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(alone)):
         np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-5)
-    with_point, _ = fam.fit(jax.random.key(5), padded, jnp.ones(row.n_samples + 1), init)
+    with_point = model(fam.fit(jax.random.key(5), padded, jnp.ones(row.n_samples + 1), init)[0])
     assert not all(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-5)
                    for a, b in zip(jax.tree_util.tree_leaves(with_point), jax.tree_util.tree_leaves(alone)))

@@ -131,7 +131,7 @@ class ChainProgram:
         from jaxcollapse.engine.step import chain_source
 
         def names():
-            source, _ = chain_source(self.family, self.source, jax.random.key(0))
+            source, _ = chain_source(self.family, self.source, jax.random.key(0), self.n_samples)
             return self.family.metrics(jax.random.key(0), self._one_fit()[0], source)
 
         return list(jax.eval_shape(names))

@@ -1,8 +1,8 @@
 """One generation of one chain, pure: the unit the program vmaps over chains and scans over generations.
 
 Keys: generation g of a chain uses fold_in(chain_key, g), split into (generate, real, stage, fit);
-a parametric source's held-out points and the metrics key come from two more fold_ins of the
-chain key, so nothing depends on how the run is chunked.
+the chain's own view of the source (family.chain_source: held-out points, a fixed design) and the
+metrics key come from two more fold_ins of the chain key, so nothing depends on how the run is chunked.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import types
-from jaxcollapse.families.base import zero_points
+from jaxcollapse.families.base import heldout_per_chain, zero_points
 from jaxcollapse.types import Context, Source, TrainingSet
 
-HELDOUT_STREAM = 0xFFFFFFFF   # fold_in(chain_key, .) for the chain's held-out real points
+HELDOUT_STREAM = 0xFFFFFFFF   # fold_in(chain_key, .) for the chain's view of the source (family.chain_source)
 METRICS_STREAM = 0xFFFFFFFE   # fold_in(chain_key, .) for the chain's metrics key (the same every generation)
 
 
@@ -27,7 +27,7 @@ class ChainCarry(NamedTuple):
     key: Any          # the chain's key
     params: Any       # the current model
     stage: Any        # the stage's state
-    heldout: Any      # the chain's held-out real points (parametric sources), or None
+    source_fields: Any  # {Source field: value} that family.chain_source drew for this chain ({} if none)
     snapshots: Any    # [n_snapshots + 1, n_batch, ...]; the last slot absorbs non-snapshot writes
 
 
@@ -42,13 +42,17 @@ class Spec:
     snapshot_at: tuple[int, ...]
 
 
-def chain_source(family, source: Source, chain_key) -> tuple[Source, Any]:
-    """The source as this chain sees it, and the held-out points it carries (None if shared or absent)."""
-    if source.heldout is not None or source.params is None or not family.heldout_size:
-        return source, None
+def chain_source(family, source: Source, chain_key, n_samples: int) -> tuple[Source, dict]:
+    """The source as this chain sees it (family.chain_source), and the fields the chain must carry.
+
+    The carried fields are those the hook replaced (held-out points, a fixed design); shared ones stay
+    shared, so a real data pool is never copied per chain.
+    """
     key = jax.random.fold_in(chain_key, HELDOUT_STREAM)
-    heldout = family.sample(key, source.params, family.heldout_size)
-    return source._replace(heldout=heldout), heldout
+    hook = getattr(family, "chain_source", None)
+    seen = hook(key, source, n_samples) if hook is not None else heldout_per_chain(family, key, source)
+    fields = {name: getattr(seen, name) for name in Source._fields if getattr(seen, name) is not getattr(source, name)}
+    return seen, fields
 
 
 def _record(family, spec: Spec, params, source, info, chain_key):
@@ -89,7 +93,8 @@ def _fit(family, key, training: TrainingSet, init):
 def start_one(family, stage, source, chain_key, spec: Spec):
     """Generation 0: fit on a real sample."""
     k_real, k_fit = jax.random.split(jax.random.fold_in(chain_key, 0))
-    source, heldout = chain_source(family, source, chain_key)
+    shared_source = source
+    source, source_fields = chain_source(family, source, chain_key, spec.n_samples)
     real = types.draw_real(family, source, k_real, spec.n_samples)
     params, info = family.fit(k_fit, real, types.weights(spec.n_samples), None)
     snapshots = None
@@ -99,15 +104,20 @@ def start_one(family, stage, source, chain_key, spec: Spec):
                                            zero_points(family, rows))
         snapshots = _snapshot(spec, snapshots, 0, real)
     ctx = Context(family, params, source, jnp.asarray(0, jnp.int32), spec.n_generations, spec.n_samples, k_real)
-    carry = ChainCarry(chain_key, params, stage.init(real, ctx), heldout, snapshots)
+    carry = ChainCarry(chain_key, params, stage.init(real, ctx), source_fields, snapshots)
+    if hasattr(family, "resize_params"):
+        # params that hold their training set (KDE) take the shape of later generations' training sets
+        later = jax.eval_shape(lambda c: step_one(family, stage, shared_source, spec, c, 1)[0].params, carry)
+        params = family.resize_params(params, later)
+        carry = carry._replace(params=params)
     return carry, _record(family, spec, params, source, info, chain_key)
 
 
 def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
     """Generation g >= 1: fit on what the previous model generated, as the stage forms it."""
     k_gen, k_real, k_stage, k_fit = jax.random.split(jax.random.fold_in(carry.key, generation), 4)
-    if carry.heldout is not None:
-        source = source._replace(heldout=carry.heldout)
+    if carry.source_fields:
+        source = source._replace(**carry.source_fields)
     synthetic = family.generate(k_gen, carry.params, spec.n_batch, source)
     ctx = Context(family, carry.params, source, generation, spec.n_generations, spec.n_samples, k_real)
     state, training = stage.update(k_stage, carry.stage, TrainingSet(synthetic, types.weights(spec.n_batch)), ctx)

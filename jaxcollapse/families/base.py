@@ -65,9 +65,24 @@ class FamilyBase(StudyKnowledge):
         """A checked Source from true params, a real data array, or a jc.Source (ValueError naming it)."""
         return make_source(self, source)
 
+    def chain_source(self, key, source: Source, n_samples: int) -> Source:
+        """The source as one chain sees it, drawn once per chain from `key` (the engine carries what changed).
+
+        Default: heldout_size held-out real points when the source is a distribution. A fixed-design
+        regression draws its design here, so every generation of a chain labels the same covariates.
+        """
+        return heldout_per_chain(self, key, source)
+
     def generate(self, key, params, n: int, source: Source | None = None):
         """What a trained model hands the next generation; by default exact samples."""
         return self.sample(key, params, n)
+
+
+def heldout_per_chain(fam, key, source: Source) -> Source:
+    """Held-out real points drawn per chain when the source is a distribution and the family asks for them."""
+    if source.heldout is not None or source.params is None or not getattr(fam, "heldout_size", 0):
+        return source
+    return source._replace(heldout=fam.sample(key, source.params, fam.heldout_size))
 
 
 def register(name: str):
