@@ -210,6 +210,21 @@ def test_vmapped_chains_equal_each_chain_alone(x64):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b[c]), rtol=1e-9, atol=1e-12)
 
 
+def test_chunked_while_steps_each_lane_to_its_count_and_counts_its_work():
+    from jaxcollapse.families.em.compaction import chunked_while, lane_iterations
+
+    need = jnp.asarray(np.random.default_rng(0).geometric(1 / 15, 37), jnp.int32)  # 37: no block size divides it
+    running = lambda st: st[0] < st[1]  # noqa: E731
+    # a running lane steps +1 (args); stepped twice in one trip it would overshoot an odd count
+    step = lambda st, args: (st[0] + jnp.where(st[0] < st[1], args, 0), st[1])  # noqa: E731
+    for blocks in ((8, 2), (16, 4), (37, 1)):
+        (count, _), ran = jax.jit(lambda s, b=blocks: chunked_while(step, running, s, jnp.ones(37, jnp.int32), b))(
+            (jnp.zeros(37, jnp.int32), need))
+        np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
+        assert int(ran) == lane_iterations(need, blocks) >= int(need.sum())
+    assert lane_iterations(need, (8, 1)) == int(need.sum())  # blocks of one lane idle never
+
+
 def test_previous_without_params_falls_back_to_kmeans():
     x = jax.random.normal(jax.random.key(0), (300, 2))
     a = GMM(2, 2, init="previous").fit(jax.random.key(1), x, jnp.ones(300), None)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxcollapse.families.em.compaction import compacted_while, stage_sizes
+from jaxcollapse.families.em.compaction import block_sizes, chunked_while
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import fallback
 from jaxcollapse.families.em.step import batched_em_step, em_step
@@ -96,8 +96,8 @@ def _em_program(max_iter: int, covariance: str):
             em_batch = lambda theta: batched_em_step(theta, xt_, w_, fb_, covariance, reg_)  # noqa: E731
             return advance(state, em_batch, tol_, max_iter)
 
-        final, _ = compacted_while(step, lambda st: running(st, max_iter), start_state(params, (B,)),
-                                (xt, w, fb, tol, reg_covar), stage_sizes(B))
+        final, _ = chunked_while(step, lambda st: running(st, max_iter), start_state(params, (B,)),
+                                 (xt, w, fb, tol, reg_covar), block_sizes(B))
         out = result(final)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
