@@ -65,7 +65,7 @@ def l2_to_generation(history, generation: int = 0):
 
 def log_prob(params, x):
     """log p(x_n) under the mixture, [n]."""
-    from jaxcollapse.families._em import MixtureParams, point_log_prob
+    from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
 
     return point_log_prob(MixtureParams(params.weights, params.means, params.covs), x)
 

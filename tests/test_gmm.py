@@ -9,8 +9,11 @@ import pytest
 import scipy.stats
 
 from jaxcollapse import mixture_metrics
-from jaxcollapse.families import _em
 from jaxcollapse.families import gmm as gmm_module
+from jaxcollapse.families.em.densities import MixtureParams
+from jaxcollapse.families.em.kmeans import lloyd
+from jaxcollapse.families.em.loop import em_trace
+from jaxcollapse.families.em.sampling import inverse_cdf, pick
 from jaxcollapse.families.gmm import GMM, GMMParams
 from jaxcollapse.types import Source
 
@@ -100,9 +103,9 @@ def test_weighted_log_likelihood_never_decreases(x64):
     rng = np.random.default_rng(1)
     x = jnp.asarray(_two_clusters(rng, 2))
     w = jnp.asarray(rng.exponential(size=len(x)) * (rng.random(len(x)) > 0.2))
-    start = _em.MixtureParams(jnp.array([0.5, 0.5]), x[jnp.array([0, 1])], jnp.stack([jnp.eye(2)] * 2))
+    start = MixtureParams(jnp.array([0.5, 0.5]), x[jnp.array([0, 1])], jnp.stack([jnp.eye(2)] * 2))
     for covariance in ("full", "diag", "spherical"):
-        _, trace = _em.em_trace(start, x, w, n_steps=60, covariance=covariance, reg_covar=0.0)
+        _, trace = em_trace(start, x, w, n_steps=60, covariance=covariance, reg_covar=0.0)
         trace = np.asarray(trace)
         # rounding of a mean of n float64 terms: ~ n eps |ll|
         slack = len(x) * np.finfo(np.float64).eps * np.abs(trace[1:])
@@ -141,9 +144,9 @@ def test_empty_component_is_reseeded_deterministically():
     x = jnp.asarray(rng.normal(size=(200, 2)), jnp.float32)
     w = jnp.ones(200).at[:10].set(0.0)
     # component 1 sits so far away that every responsibility underflows to exactly 0
-    start = _em.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [1e4, 1e4]]),
+    start = MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [1e4, 1e4]]),
                               jnp.stack([jnp.eye(2), 1e-2 * jnp.eye(2)]))
-    (params, _), (again, _) = (_em.em_trace(start, x, w, n_steps=1, covariance="full", reg_covar=1e-6)
+    (params, _), (again, _) = (em_trace(start, x, w, n_steps=1, covariance="full", reg_covar=1e-6)
                                for _ in range(2))
     for leaf in params:
         assert np.all(np.isfinite(np.asarray(leaf)))
@@ -158,7 +161,7 @@ def test_empty_component_is_reseeded_deterministically():
     fitted, info = fam.fit(jax.random.key(0), x, w, GMMParams(*start))
     assert bool(info.finite) and bool(info.converged)
     # in a batch (the re-seed branch is taken once for all lanes) each lane equals its fit alone
-    plain = _em.MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), start.covs)
+    plain = MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), start.covs)
     starts = GMMParams(*(jnp.stack([a, b, a]) for a, b in zip(start, plain)))
     batch, batch_info = jax.vmap(lambda s: fam.fit(jax.random.key(0), x, w, s))(starts)
     for lane in range(3):
@@ -205,6 +208,21 @@ def test_vmapped_chains_equal_each_chain_alone(x64):
         assert bool(info.converged) == bool(batch_info.converged[c])
         for a, b in zip(params, batch_params):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b[c]), rtol=1e-9, atol=1e-12)
+
+
+def test_chunked_while_steps_each_lane_to_its_count_and_counts_its_work():
+    from jaxcollapse.families.em.compaction import chunked_while, lane_iterations
+
+    need = jnp.asarray(np.random.default_rng(0).geometric(1 / 15, 37), jnp.int32)  # 37: no block size divides it
+    running = lambda st: st[0] < st[1]  # noqa: E731
+    # a running lane steps +1 (args); stepped twice in one trip it would overshoot an odd count
+    step = lambda st, args: (st[0] + jnp.where(st[0] < st[1], args, 0), st[1])  # noqa: E731
+    for blocks in ((8, 2), (16, 4), (37, 1)):
+        (count, _), ran = jax.jit(lambda s, b=blocks: chunked_while(step, running, s, jnp.ones(37, jnp.int32), b))(
+            (jnp.zeros(37, jnp.int32), need))
+        np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
+        assert int(ran) == lane_iterations(need, blocks) >= int(need.sum())
+    assert lane_iterations(need, (8, 1)) == int(need.sum())  # blocks of one lane idle never
 
 
 def test_previous_without_params_falls_back_to_kmeans():
@@ -258,14 +276,14 @@ def test_sample_marginals_pass_ks_against_the_mixture_cdf():
 
 def test_pick_never_takes_a_zero_increment_and_matches_probabilities():
     p = np.array([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
-    picks = np.asarray(_em._pick(jax.random.key(0), jnp.cumsum(jnp.asarray(p, jnp.float32)), (50_000,)))
+    picks = np.asarray(pick(jax.random.key(0), jnp.cumsum(jnp.asarray(p, jnp.float32)), (50_000,)))
     counts = np.bincount(picks, minlength=p.size)
     assert np.all(counts[p == 0] == 0)
     assert scipy.stats.chisquare(counts[p > 0], 50_000 * p[p > 0]).pvalue > 1e-4
     # a uniform that rounds up to the total must not run past the last positive increment
     cumulative = jnp.asarray([0.0, 1.0, 1.0])
-    assert int(_em._inverse_cdf(jnp.asarray(1.0), cumulative)) == 1
-    assert int(_em._inverse_cdf(jnp.asarray(0.0), cumulative)) == 1
+    assert int(inverse_cdf(jnp.asarray(1.0), cumulative)) == 1
+    assert int(inverse_cdf(jnp.asarray(0.0), cumulative)) == 1
 
 
 def test_log_prob_matches_scipy():
@@ -376,5 +394,5 @@ def test_lloyd_matches_a_numpy_loop(x64):
         for k in range(3):
             if w[label == k].sum() > 0:
                 c[k] = (w[label == k, None] * x[label == k]).sum(0) / w[label == k].sum()
-    got = _em.lloyd(jnp.asarray(start), jnp.asarray(x.T), jnp.asarray(w), 6)
+    got = lloyd(jnp.asarray(start), jnp.asarray(x.T), jnp.asarray(w), 6)
     np.testing.assert_allclose(np.asarray(got), c, rtol=1e-12)

@@ -9,8 +9,11 @@ import numpy as np
 import numpyro.distributions as dist
 
 from jaxcollapse import _checks
-from jaxcollapse.families import _em
 from jaxcollapse.families.base import FamilyBase, all_finite, family, register, wrong_params
+from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
+from jaxcollapse.families.em.init import init_kmeans, init_random
+from jaxcollapse.families.em.loop import em
+from jaxcollapse.families.em.sampling import sample_mixture
 from jaxcollapse.families.gmm_study import GMMStudy
 from jaxcollapse.types import FitInfo, Source
 
@@ -133,20 +136,20 @@ class GMM(GMMStudy, FamilyBase):
 
     def sample(self, key, params: GMMParams, n: int) -> jax.Array:
         """n exact draws; params may have any number of components."""
-        return _em.sample_mixture(key, _em.MixtureParams(*params), n)
+        return sample_mixture(key, MixtureParams(*params), n)
 
     def generate(self, key, params: GMMParams, n: int, source: Source | None = None) -> jax.Array:
         return self.sample(key, params, n)
 
     def log_prob(self, params: GMMParams, x) -> jax.Array:
-        return _em.point_log_prob(_em.MixtureParams(*params), x)
+        return point_log_prob(MixtureParams(*params), x)
 
     def initial_params(self, key, x, w) -> GMMParams:
         """Fresh initialisation ("kmeans++" or "random"; "previous" without params uses "kmeans++")."""
         if self.init == "random":
-            p = _em.init_random(key, x, w, self.n_components, self.covariance, self.reg_covar)
+            p = init_random(key, x, w, self.n_components, self.covariance, self.reg_covar)
         else:
-            p = _em.init_kmeans(key, x, w, self.n_components, self.kmeans_iter, self.covariance, self.reg_covar)
+            p = init_kmeans(key, x, w, self.n_components, self.kmeans_iter, self.covariance, self.reg_covar)
         return GMMParams(*p)
 
     def fit(self, key, x, w, init=None) -> tuple[GMMParams, FitInfo]:
@@ -166,10 +169,10 @@ class GMM(GMMStudy, FamilyBase):
                                  f"got means of shape {start.means.shape}")
         else:
             start = self.initial_params(key, x, w)
-        result = _em.em(_em.MixtureParams(*start), x, w, tol=self.tol, max_iter=self.max_iter,
+        result = em(MixtureParams(*start), x, w, tol=self.tol, max_iter=self.max_iter,
                         covariance=self.covariance, reg_covar=self.reg_covar)
         params = GMMParams(*result.params)
-        log_lik = jnp.sum(w * _em.point_log_prob(result.params, x)) / jnp.sum(w)
+        log_lik = jnp.sum(w * point_log_prob(result.params, x)) / jnp.sum(w)
         return params, FitInfo(result.n_iter, result.converged, log_lik, all_finite(params))
 
     def metrics(self, key, params: GMMParams, source: Source) -> dict:

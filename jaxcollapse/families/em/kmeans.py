@@ -1,0 +1,60 @@
+"""k-means++ seeding and weighted Lloyd steps, in the transposed layout xt [d, n]."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxcollapse.families.em.densities import UNROLL_DIM
+from jaxcollapse.families.em.sampling import pick
+
+
+def sq_dist_t(xt, centres):
+    """Squared distances [K, n] from centres [K, d] to points xt [d, n]."""
+    return jnp.sum((xt[None, :, :] - centres[:, :, None]) ** 2, 1)
+
+
+def kmeans_plus_plus(key, xt, w, K: int):
+    """k-means++ seeding (one candidate per step), weighted: P(pick n) proportional to w_n D_n^2."""
+    keys = jax.random.split(key, K)
+    first = pick(keys[0], jnp.cumsum(w))
+    centres = jnp.zeros((K, xt.shape[0]), xt.dtype).at[0].set(xt[:, first])
+    d2 = jnp.sum((xt - xt[:, first][:, None]) ** 2, 0)
+    for k in range(1, K):
+        # all remaining distances zero (collapsed data): pick by weight alone
+        wd2 = w * d2
+        chosen = pick(keys[k], jnp.cumsum(jnp.where(jnp.sum(wd2) > 0, wd2, w)))
+        centres = centres.at[k].set(xt[:, chosen])
+        d2 = jnp.minimum(d2, jnp.sum((xt - xt[:, chosen][:, None]) ** 2, 0))
+    return centres
+
+
+def lloyd(centres, xt, w, n_iter: int):
+    """n_iter weighted Lloyd iterations; an empty cluster keeps its centre."""
+    K = centres.shape[0]
+    d = xt.shape[0]
+
+    def sums(c):
+        """(counts [K], coordinate sums [K, d]) of the points nearest each centre (ties: lowest k)."""
+        if d > UNROLL_DIM:
+            member = jax.nn.one_hot(jnp.argmin(sq_dist_t(xt, c), 0), K, dtype=xt.dtype, axis=0) * w[None]
+            return jnp.sum(member, 1), jnp.sum(member[:, None, :] * xt[None], 2)
+        # per coordinate, a running minimum over the centres: every sum one fused reduction
+        # (an argmin over K and one-hot [K, d, n] products cost ~2x more on CPU)
+        best, label = None, None
+        for k in range(K):
+            d2 = sum((xt[a] - c[k, a]) ** 2 for a in range(d))
+            if k == 0:
+                best, label = d2, jnp.zeros(d2.shape, jnp.int32)
+            else:
+                closer = d2 < best
+                best, label = jnp.where(closer, d2, best), jnp.where(closer, k, label)
+        member = [jnp.where(label == k, w, 0.0) for k in range(K)]
+        counts = jnp.stack([jnp.sum(m) for m in member])
+        return counts, jnp.asarray([[jnp.sum(m * xt[a]) for a in range(d)] for m in member])
+
+    def step(_, c):
+        counts, total = sums(c)
+        new = total / jnp.where(counts > 0, counts, 1.0)[:, None]
+        return jnp.where((counts > 0)[:, None], new, c)
+
+    return jax.lax.fori_loop(0, n_iter, step, centres)

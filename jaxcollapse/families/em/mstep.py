@@ -1,0 +1,122 @@
+"""The M-step: weighted moments, and re-seeding of a component that lost all its points.
+
+A component k whose total responsibility falls below eps * sum(w) ("lost all its points")
+is re-seeded deterministically: its mean goes to the worst-explained training point (lowest
+mixture log-likelihood among w > 0) plus (k / K) times the data's per-axis std (so several
+emptied components stay distinct), its covariance to the weighted covariance of the whole
+training set (+ reg_covar), its share nk to sum(w) / K. No key is used, so a replay matches.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxcollapse.families.em.densities import SMALL_DIM, MixtureParams, joint_t, normalise
+
+
+def eps(dtype):
+    return jnp.finfo(dtype).eps
+
+
+def stored_covs(second, covariance, reg_covar):
+    """Second moments (full [K, d, d] or variances [K, d]) -> stored full [K, d, d] with reg_covar."""
+    if covariance == "full":
+        d = second.shape[-1]
+        return second + reg_covar * jnp.eye(d, dtype=second.dtype)
+    d = second.shape[-1]
+    var = second + reg_covar
+    if covariance == "spherical":
+        var = jnp.broadcast_to(jnp.mean(var, -1, keepdims=True), var.shape)
+    return var[..., :, None] * jnp.eye(d, dtype=var.dtype)
+
+
+class Fallback(NamedTuple):
+    """What an emptied component is re-seeded with (computed once per fit)."""
+
+    covs: jax.Array     # [K, d, d] the training set's weighted covariance (+ reg_covar), shaped by type
+    offsets: jax.Array  # [K, d] component k starts at the worst point + (k / K) * the data's std per axis
+
+
+def fallback(xt, w, K: int, covariance: str, reg_covar) -> Fallback:
+    d, n = xt.shape
+    total = jnp.sum(w)
+    centred = xt - (jnp.sum(w[None] * xt, 1) / total)[:, None]
+    if covariance == "full":
+        second = jnp.einsum("n,dn,en->de", w, centred, centred) / total
+    else:
+        second = jnp.sum(w[None] * centred * centred, 1) / total
+    covs = jnp.broadcast_to(stored_covs(second[None], covariance, reg_covar), (K, d, d))
+    std = jnp.sqrt(jnp.diagonal(covs[0]))
+    offsets = (jnp.arange(K, dtype=xt.dtype) / K)[:, None] * std[None, :]
+    return Fallback(covs, offsets)
+
+
+class Moments(NamedTuple):
+    """An M-step's result before empty components are re-seeded."""
+
+    means: jax.Array   # [K, d]
+    covs: jax.Array    # [K, d, d] with reg_covar
+    nk: jax.Array      # [K] total responsibility + 10 eps
+    nk_raw: jax.Array  # [K] total responsibility
+
+
+def moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
+    """Weighted M-step moments: means about `shift` [K, d] (any value gives the same result in exact
+    arithmetic; the current means keep float32 cancellation small), covariances about the new means
+    (a second pass, as scikit-learn: never negative)."""
+    d, n = xt.shape
+    dtype = xt.dtype
+    diff = xt[None, :, :] - shift[:, :, None]                      # [K, d, n]
+    rw = resp * w[None, :]                                          # [K, n]
+    nk_raw = jnp.sum(rw, 1)
+    nk = nk_raw + 10 * eps(dtype)
+    first = jnp.sum(rw[:, None, :] * diff, 2) / nk[:, None]         # [K, d]  mean - shift
+    means = shift + first
+    diff = xt[None, :, :] - means[:, :, None]                      # about the new means
+    if covariance == "full":
+        if d <= SMALL_DIM:
+            second = jnp.sum(rw[:, None, None, :] * diff[:, :, None, :] * diff[:, None, :, :], 3)
+        else:
+            second = jnp.einsum("kdn,ken->kde", rw[:, None, :] * diff, diff)
+        second = second / nk[:, None, None]
+    else:
+        second = jnp.sum(rw[:, None, :] * diff * diff, 2) / nk[:, None]
+    return Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw)
+
+
+def empty(m: Moments, w):
+    """[K] components that lost all their points."""
+    return m.nk_raw <= eps(w.dtype) * jnp.sum(w)
+
+
+def worst_of(xt, w, badness):
+    """The training point [d] with the highest badness (the argmax is a whole pass over the points)."""
+    return xt[:, jnp.argmax(jnp.where(w > 0, badness, -jnp.inf))]
+
+
+def worst_point(theta: MixtureParams, xt, w):
+    """The training point worst explained by theta (lowest mixture log-likelihood)."""
+    return worst_of(xt, w, -normalise(joint_t(theta, xt)[0])[0])
+
+
+def reseed(m: Moments, w, worst, fb: Fallback) -> MixtureParams:
+    """Components that lost all their points restart at the worst point `worst` [d] (deterministic: no key)."""
+    K = m.means.shape[0]
+    total = jnp.sum(w)
+    is_empty = empty(m, w)
+    seeds = worst[None, :] + fb.offsets                              # distinct when several are empty
+    means = jnp.where(is_empty[:, None], seeds, m.means)
+    covs = jnp.where(is_empty[:, None, None], fb.covs, m.covs)
+    nk = jnp.where(is_empty, total / K, m.nk)
+    return MixtureParams(nk / jnp.sum(nk), means, covs)
+
+
+def m_step_from(shift, xt, w, resp, badness, fb: Fallback, covariance: str, reg_covar):
+    """Weighted M-step from responsibilities resp [K, n], re-seeding empty components.
+
+    badness [n]: how badly each point is explained (the worst one seeds an emptied component).
+    """
+    m = moments(shift, xt, w, resp, covariance, reg_covar)
+    return reseed(m, w, worst_of(xt, w, badness), fb)

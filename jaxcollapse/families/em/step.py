@@ -1,0 +1,94 @@
+"""One EM iteration (E-step at theta, M-step), for one chain and for a batch of chains."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcollapse.families.em.densities import UNROLL_DIM, MixtureParams, cholesky, inv_lower, joint_t, normalise
+from jaxcollapse.families.em.mstep import Fallback, Moments, empty, eps, moments, reseed, stored_covs, worst_point
+
+
+def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
+    """em_update with every per-point quantity an [n] array and every M-step moment its own reduction."""
+    K, d = theta.means.shape
+    dtype = xt.dtype
+    chol = cholesky(theta.covs)
+    inv_chol = inv_lower(chol)
+    const = (jnp.log(theta.weights) - jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
+             - 0.5 * d * math.log(2.0 * math.pi))
+    rows = [xt[a] for a in range(d)]
+    diffs, joints = [], []
+    for k in range(K):
+        diff = [rows[a] - theta.means[k, a] for a in range(d)]
+        quad = 0.0
+        for e in range(d):
+            y = sum(inv_chol[k, e, a] * diff[a] for a in range(e + 1))
+            quad = quad + y * y
+        diffs.append(diff)
+        joints.append(const[k] - 0.5 * quad)
+    if K == 2:  # one exp per point: the larger joint's term is exp(0) = 1
+        gap = joints[1] - joints[0]
+        small = jnp.exp(-jnp.abs(gap))
+        total = 1.0 + small
+        per_point = jnp.maximum(joints[0], joints[1]) + jnp.log1p(small)
+        expd = [jnp.where(gap > 0, small, 1.0), jnp.where(gap > 0, 1.0, small)]
+    else:
+        top = joints[0]
+        for joint in joints[1:]:
+            top = jnp.maximum(top, joint)
+        expd = [jnp.exp(joint - top) for joint in joints]
+        total = sum(expd)
+        per_point = top + jnp.log(total)
+    ll = jnp.sum(w * per_point) / jnp.sum(w)
+    w_over_total = w / total
+    pairs = [(a, b) for a in range(d) for b in range(a, d)] if covariance == "full" else [(a, a) for a in range(d)]
+    rws = [e * w_over_total for e in expd]
+    nk_raw = jnp.stack([jnp.sum(rw) for rw in rws])
+    nk = nk_raw + 10 * eps(dtype)
+    first = jnp.asarray([[jnp.sum(rw * diffs[k][a]) for a in range(d)] for k, rw in enumerate(rws)]) / nk[:, None]
+    means = theta.means + first                                      # [K, d]
+    # second moments about the new means (two passes, as scikit-learn): E[x^2] - mean^2 about the
+    # old means cancels in float32 when a component moves far for its width, and can go negative
+    second = []
+    for k, rw in enumerate(rws):
+        centred = [rows[a] - means[k, a] for a in range(d)]
+        second.append([jnp.sum(rw * centred[a] * centred[b]) for a, b in pairs])
+    second = jnp.asarray(second) / nk[:, None]
+    if covariance == "full":
+        rows_i, cols_i = np.array(pairs).T
+        second_moments = jnp.zeros((K, d, d), dtype).at[:, rows_i, cols_i].set(second).at[:, cols_i, rows_i].set(second)
+    else:
+        second_moments = second
+    return ll, Moments(means, stored_covs(second_moments, covariance, reg_covar), nk, nk_raw)
+
+
+def em_update(theta: MixtureParams, xt, w, covariance: str, reg_covar):
+    """E-step at theta and M-step: (mean log-likelihood at theta, Moments before re-seeding)."""
+    if xt.shape[0] <= UNROLL_DIM:
+        return em_update_unrolled(theta, xt, w, covariance, reg_covar)
+    per_point, resp = normalise(joint_t(theta, xt)[0])
+    return jnp.sum(w * per_point) / jnp.sum(w), moments(theta.means, xt, w, resp, covariance, reg_covar)
+
+
+def em_step(theta: MixtureParams, xt, w, fb: Fallback, covariance: str, reg_covar):
+    """One EM iteration: (mean log-likelihood at theta, next theta).
+
+    The worst point (an argmax over the points, ~45% of an iteration) is found only when a
+    component is empty, under a lax.cond (a real branch for one chain; vmap turns it into a select,
+    so the batched EM uses batched_em_step, which branches once for the whole batch).
+    """
+    ll, m = em_update(theta, xt, w, covariance, reg_covar)
+    worst = jax.lax.cond(jnp.any(empty(m, w)), lambda: worst_point(theta, xt, w),
+                         lambda: jnp.zeros(xt.shape[:1], xt.dtype))
+    return ll, reseed(m, w, worst, fb)
+
+
+def batched_em_step(theta: MixtureParams, xt, w, fb: Fallback, covariance: str, reg_covar):
+    """em_step over a batch (leading axis on every argument), equal to it lane by lane."""
+    ll, m = jax.vmap(lambda t, x, w_, r: em_update(t, x, w_, covariance, r))(theta, xt, w, reg_covar)
+    worst = jax.lax.cond(jnp.any(jax.vmap(empty)(m, w)), lambda: jax.vmap(worst_point)(theta, xt, w),
+                         lambda: jnp.zeros(xt.shape[:2], xt.dtype))
+    return ll, jax.vmap(reseed)(m, w, worst, fb)
