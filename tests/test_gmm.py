@@ -9,7 +9,6 @@ import pytest
 import scipy.stats
 
 from jaxcollapse import mixture_metrics
-from jaxcollapse.families import gmm as gmm_module
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.kmeans import lloyd
 from jaxcollapse.families.em.loop import em_trace
@@ -330,12 +329,14 @@ def test_metrics_values():
     x = np.asarray(fam.sample(jax.random.key(0), p, 100))
     np.testing.assert_allclose(float(mixture_metrics.heldout_loglik(p, x)),
                                float(jnp.mean(fam.log_prob(p, x))), rtol=1e-6)
-    # held-out log-likelihood: the model's density (scipy) on the fixed real sample from the source
+    # held-out log-likelihood: the model's density (scipy) on the source's held-out real points
     source = fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])
-    held = np.asarray(fam.sample(jax.random.key(gmm_module.HELDOUT_SEED), source, gmm_module.HELDOUT_SIZE), np.float64)
+    held = np.asarray(fam.sample(jax.random.key(5), source, 300), np.float64)
+    out = fam.metrics(jax.random.key(0), p, Source(params=source, heldout=jnp.asarray(held, jnp.float32)))
     dens = sum(wk * scipy.stats.multivariate_normal(m, c).pdf(held)
                for wk, m, c in zip(*(np.asarray(a, np.float64) for a in p)))
     np.testing.assert_allclose(float(out["heldout_loglik"]), np.mean(np.log(dens)), rtol=1e-5)
+    assert "heldout_loglik" not in fam.metrics(jax.random.key(0), p, Source(params=source))
 
 
 def test_l2_to_generation_equals_pairwise_distances(x64):
