@@ -49,25 +49,24 @@ class ResultsFolder:
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise FolderError(f"{root} exists and is not a folder; choose another --out")
-        if not root.exists():
+        made = not root.exists()
+        if made:
             if resume:
                 raise FileNotFoundError(f"cannot resume: {root} does not exist")
             root.mkdir(parents=True)
-            folder = cls(root, _new_marker(made=True))
-            folder._lock()
-            folder._save_marker()
+            entries = set()
         else:
             entries = set(os.listdir(root))
             if MARKER not in entries and entries - {LOCK}:
                 raise FolderError(f"refusing to use {root}: it is not empty and jaxcollapse did not make it "
                                   f"(no {MARKER}); choose another --out")
-            folder = cls(root, _new_marker(made=False))
-            folder._lock()
+        folder = cls(root, _new_marker(made=made))
+        folder._lock()
+        try:
             if MARKER in entries:
                 folder._shared["marker"] = _read_marker(root)
             else:
                 folder._save_marker()
-        try:
             folder._prepare(force=force, resume=resume, study=study)
         except BaseException:
             folder.release()

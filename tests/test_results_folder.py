@@ -82,6 +82,14 @@ def test_force_refuses_a_file_changed_since_the_tool_wrote_it(tmp_path):
     folder.release()
 
 
+def test_an_unreadable_marker_is_refused_and_leaves_no_lock(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / MARKER).write_text("{not json")
+    with pytest.raises(FolderError, match="unreadable"):
+        ResultsFolder.claim(tmp_path / "r", force=True)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [MARKER]
+
+
 def test_an_empty_folder_is_used_and_kept(tmp_path):
     (tmp_path / "empty").mkdir()
     folder = ResultsFolder.claim(tmp_path / "empty", study={"name": "s", "runs": [""]})
