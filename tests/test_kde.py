@@ -8,7 +8,7 @@ import pytest
 import jaxcollapse as jc
 from jaxcollapse import theory
 from jaxcollapse.types import Source
-from tests.conftest import Z_MAX, z_score
+from conftest import Z_MAX, z_score
 
 N, H, G = 20, 0.3, 12
 

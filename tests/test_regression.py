@@ -6,7 +6,7 @@ import pytest
 
 import jaxcollapse as jc
 from jaxcollapse import theory
-from tests.conftest import Z_MAX, z_score
+from conftest import Z_MAX, z_score
 
 COV = np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.0], [0.0, 0.0, 0.5]])   # not I: Sigma enters the two metrics differently
 T, D, G = 12, 3, 6
