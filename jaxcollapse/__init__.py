@@ -15,12 +15,27 @@ from jaxcollapse.families import (
 )
 from jaxcollapse.families.gaussian import Gaussian
 from jaxcollapse.io import load
-from jaxcollapse.stages import accumulate, accumulate_subsample, fresh_real, keep_real, pipeline, replace, stage
+from jaxcollapse.stages import (
+                                accumulate,
+                                accumulate_subsample,
+                                adaptive_real,
+                                correct,
+                                curate,
+                                filter_top,
+                                fresh_real,
+                                keep_real,
+                                pipeline,
+                                replace,
+                                scores,
+                                stage,
+                                verify,
+)
 from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
            "Gaussian", "GaussianParams", "Result", "Source", "SufficientStats", "TrainingSet", "VAEParams",
-           "accumulate", "accumulate_subsample", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics",
-           "pipeline", "replace", "simulate", "stage", "theory"]
+           "accumulate", "accumulate_subsample", "adaptive_real", "correct", "curate", "filter_top", "fresh_real",
+           "keep_real", "load", "metrics", "mixture_metrics", "pipeline", "replace", "scores", "simulate", "stage",
+           "theory", "verify"]

@@ -189,3 +189,6 @@ def gaussian_std_tail_bound(k, n_samples, sigma0, eps):
 def expected_appearances(prob, n_samples):
     """A state with probability q is expected n q times in n draws (< 1 when q < 1/n)."""
     return n_samples * np.asarray(prob, dtype=float)
+
+
+from jaxcollapse.theory_quality import *  # noqa: E402,F401,F403  (section 7: filters, verifiers, curation, correction)

@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxcollapse import types
 from jaxcollapse.families.base import zero_points
+from jaxcollapse.stages.base import stage_record
 from jaxcollapse.types import Context, Source, TrainingSet
 
 HELDOUT_STREAM = 0xFFFFFFFF   # fold_in(chain_key, .) for the chain's held-out real points
@@ -51,15 +52,24 @@ def chain_source(family, source: Source, chain_key) -> tuple[Source, Any]:
     return source._replace(heldout=heldout), heldout
 
 
-def _record(family, spec: Spec, params, source, info, chain_key):
+def _record(family, spec: Spec, params, source, info, chain_key, stage_metrics):
+    """(params or None, metrics, info) kept for this generation; the stage's own numbers always join the metrics."""
     if callable(spec.record):
-        return None, dict(spec.record(params)), info
+        return None, _with_stage(dict(spec.record(params)), stage_metrics), info
     metrics = family.metrics(jax.random.fold_in(chain_key, METRICS_STREAM), params, source)
     if spec.record is None:
-        return params, metrics, info
+        return params, _with_stage(metrics, stage_metrics), info
     fields = params._asdict()
-    chosen = {name: fields[name] if name in fields else metrics[name] for name in spec.record}
-    return None, chosen, info
+    chosen = {name: fields[name] if name in fields else metrics[name] for name in spec.record
+              if name not in stage_metrics}
+    return None, _with_stage(chosen, stage_metrics), info
+
+
+def _with_stage(metrics: dict, stage_metrics: dict) -> dict:
+    clash = sorted(set(metrics) & set(stage_metrics))
+    if clash:
+        raise ValueError(f"the stage records {clash}, names the family's metrics or record= already use")
+    return {**metrics, **stage_metrics}
 
 
 def _snapshot(spec: Spec, snapshots, generation, x):
@@ -99,8 +109,9 @@ def start_one(family, stage, source, chain_key, spec: Spec):
                                            zero_points(family, rows))
         snapshots = _snapshot(spec, snapshots, 0, real)
     ctx = Context(family, params, source, jnp.asarray(0, jnp.int32), spec.n_generations, spec.n_samples, k_real)
-    carry = ChainCarry(chain_key, params, stage.init(real, ctx), heldout, snapshots)
-    return carry, _record(family, spec, params, source, info, chain_key)
+    state = stage.init(real, ctx)
+    carry = ChainCarry(chain_key, params, state, heldout, snapshots)
+    return carry, _record(family, spec, params, source, info, chain_key, stage_record(stage, state))
 
 
 def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
@@ -114,4 +125,4 @@ def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
     params, info = _fit(family, k_fit, training, carry.params)
     snapshots = _snapshot(spec, carry.snapshots, generation, synthetic)
     carry = carry._replace(params=params, stage=state, snapshots=snapshots)
-    return carry, _record(family, spec, params, source, info, carry.key)
+    return carry, _record(family, spec, params, source, info, carry.key, stage_record(stage, state))
