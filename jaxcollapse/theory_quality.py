@@ -40,6 +40,7 @@ def curation_step(probs, reward, k: int):
     (multinomial weights), so it is exact for any k (cost: C(k + S - 2, S - 1) terms).
     """
     p = np.asarray(probs, dtype=float)
+    p = p / p.sum()  # rounding off a probability vector grows k-fold per step when iterated: renormalise
     e = np.exp(np.asarray(reward, dtype=float) - np.max(reward))
     s = p.size
     if k == 1:

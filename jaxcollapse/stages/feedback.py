@@ -94,7 +94,7 @@ class AdaptiveReal:
         return {"real_share": state.used, "feedback_degradation": state.degradation}
 
 
-def adaptive_real(metric="heldout_nll", tolerance=0.05, *, step_up=0.1, step_down=0.02, start=0.0,
+def adaptive_real(metric="heldout_nll", tolerance=0.05, *, step_up=0.2, step_down=0.01, start=0.5,
                   low=0.0, high=1.0, n_heldout: int = 1000) -> AdaptiveReal:
     """A real-data share raised when the model degrades past `tolerance`, lowered while it is healthy.
 

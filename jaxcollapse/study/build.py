@@ -88,10 +88,8 @@ def _regime(config: dict):
         kwargs = {k: per_chain.get(f"{where}.{k}", v) for k, v in stage.items() if k != "kind"}
         if stage["kind"] in REGIMES:
             return REGIMES[stage["kind"]](**kwargs)
-        factory = QUALITY_STAGES[stage["kind"]]
-        args = [kwargs.pop(name) for name in _POSITIONAL[stage["kind"]] if name in kwargs]
         try:
-            return factory(*args, **kwargs)
+            return QUALITY_STAGES[stage["kind"]](**kwargs)  # the TOML keys are the factory's argument names
         except ValueError as err:
             raise ConfigError(config_lib._prefixed(where, str(err), stage)) from None
 
@@ -99,9 +97,6 @@ def _regime(config: dict):
         return make(table, "regime")
     return pipeline(*(make(s, f"regime.stages[{i}]") for i, s in enumerate(table["stages"])))
 
-
-_POSITIONAL = {"filter_top": ("score", "keep"), "verify": ("is_good", "keep_good", "keep_bad"),
-               "curate": ("k", "reward"), "correct": ("fn", "strength"), "adaptive_real": ("metric", "tolerance")}
 
 
 def _record(config: dict, family):
