@@ -42,6 +42,20 @@ def numpy_chain(rng, n_chains, n_generations, n_samples, keep=None):
     return means, variances
 
 
+@jc.stage
+class HalfBySign:
+    """The floor of any filter: twice the candidates, weights from a trivial rule, no selection, no compaction."""
+
+    def init(self, real, ctx):
+        return ()
+
+    def update(self, key, state, batch, ctx):
+        return state, batch._replace(w=batch.w * (batch.x[:, 0] > ctx.params.mean[0]))
+
+    def batch_size(self, n):
+        return 2 * n
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chains", type=int, default=10_000)
@@ -56,15 +70,20 @@ def main():
     plain = lambda: jc.simulate(jax.random.key(0), fam, src, regime=jc.replace(), **run).metrics["cov"]  # noqa: E731
     filtered = lambda: jc.simulate(jax.random.key(0), fam, src,  # noqa: E731
                                    regime=jc.filter_top("source", args.keep), **run).metrics["cov"]
+    verifier = lambda: jc.simulate(jax.random.key(0), fam, src,  # noqa: E731
+                                   regime=jc.filter_top("generation0", args.keep), **run).metrics["cov"]
+    floor = lambda: jc.simulate(jax.random.key(0), fam, src, regime=HalfBySign(),  # noqa: E731
+                                **run).metrics["cov"]
+    jax_sides = (("plain", plain), ("filtered", filtered), ("gen0 filtered", verifier), ("2x, no select", floor))
     compile_s = {}
-    for name, fn in (("plain", plain), ("filtered", filtered)):
+    for name, fn in jax_sides:
         began = time.perf_counter()
         fn()
         compile_s[name] = time.perf_counter() - began
-    times = {"plain": np.inf, "filtered": np.inf, "numpy plain": np.inf, "numpy filtered": np.inf}
+    times = {name: np.inf for name, _ in jax_sides} | {"numpy plain": np.inf, "numpy filtered": np.inf}
     rng = np.random.default_rng(0)
-    for _ in range(args.repeats):  # alternate, so a busy spell on a shared machine hits both sides
-        for name, fn in (("plain", plain), ("filtered", filtered),
+    for _ in range(args.repeats):  # alternate, so a busy spell on a shared machine hits every side
+        for name, fn in (*jax_sides,
                          ("numpy plain", lambda: numpy_chain(rng, args.chains, args.generations, args.samples)),
                          ("numpy filtered", lambda: numpy_chain(rng, args.chains, args.generations, args.samples,
                                                                 args.keep))):
@@ -80,6 +99,8 @@ def main():
     for name, t in times.items():
         extra = f"{compile_s[name]:>14.2f}" if name in compile_s else ""
         print(f"{name:>16} {t:>9.3f} {work / t:>10.3g} {t / (args.generations + 1) * 1e6:>14.0f} {extra}")
+    print(f"gen0 filtered / plain: {times['gen0 filtered'] / times['plain']:.2f}x; 2x candidates without selection / "
+          f"plain: {times['2x, no select'] / times['plain']:.2f}x")
     print(f"filtered / plain (jaxcollapse): {times['filtered'] / times['plain']:.2f}x per generation "
           f"(goal <= 2.5x); numpy: {times['numpy filtered'] / times['numpy plain']:.2f}x; "
           f"jaxcollapse filtered vs numpy filtered: {times['numpy filtered'] / times['filtered']:.2f}x faster")

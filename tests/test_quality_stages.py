@@ -232,3 +232,22 @@ def test_shipped_scores_compare_equal_so_runs_share_programs():
     cat = jc.Categorical(3)
     ctx = jc.Context(cat, None, jc.Source(params=cat.make_params([0.5, 0.5, 0.0])), 0, 1, 3, None)
     np.testing.assert_array_equal(jc.scores.in_source_support(ctx, np.array([0, 1, 2])), [True, True, False])
+
+
+def test_selection_keeps_the_n_best_in_candidate_order_with_ties_to_the_earlier():
+    """The radix/bisection select against a plain sort, on ties, all-equal scores, -inf, NaN and too few valid."""
+    from jaxcollapse.stages.quality import _best_in_order
+
+    rng = np.random.default_rng(0)
+    m = 33
+    kinds = [rng.normal(size=(50, m)), rng.integers(0, 4, size=(50, m)).astype(float), np.full((50, m), 1.5),
+             np.where(rng.uniform(size=(50, m)) < 0.3, -np.inf, rng.normal(size=(50, m))),
+             rng.normal(size=(50, m)) * 1e-30 + rng.integers(0, 2, size=(50, m))]
+    s = np.concatenate(kinds).astype(np.float32)
+    s[::7, ::5] = np.nan
+    valid = np.isfinite(s) & (rng.uniform(size=s.shape) < 0.9)
+    for n in (1, 20, m):
+        chosen, count = jax.jit(jax.vmap(_best_in_order, in_axes=(0, 0, None)), static_argnums=2)(s, valid, n)
+        for c in range(len(s)):
+            best = sorted((i for i in range(m) if valid[c, i]), key=lambda i: (-s[c, i], i))[:n]
+            assert list(np.asarray(chosen[c])[: int(count[c])]) == sorted(best), (n, c)

@@ -66,9 +66,8 @@ class FilterTop:
         ratio = n / self.keep
         used = jnp.ceil(ratio - _ROUNDING * ratio)
         valid = (jnp.arange(n_batch) < used) & (batch.w > 0) & (s > -jnp.inf)  # NaN > -inf is False
-        _, best = jax.lax.top_k(jnp.where(valid, s, -jnp.inf), n)
-        chosen = jnp.sort(best)
-        w = jnp.where(valid[chosen], batch.w[chosen], 0.0)
+        chosen, count = _best_in_order(s, valid, n)
+        w = jnp.where(jnp.arange(n) < count, batch.w[chosen], 0.0)
         return state, types.TrainingSet(types.take(batch.x, chosen), w)
 
     def _hands_on(self, n_batch: int) -> int:
@@ -85,6 +84,79 @@ class FilterTop:
 
     def batch_size(self, n: int) -> int:
         return candidates(n, self.min_keep)
+
+
+def _order_key(s):
+    """Unsigned integers in the order of the floats s (the IEEE trick: flip negatives, set the sign bit)."""
+    bits = jax.lax.bitcast_convert_type(s, jnp.uint64 if s.dtype == jnp.float64 else jnp.uint32)
+    sign = jnp.asarray(1, bits.dtype) << (8 * bits.dtype.itemsize - 1)
+    return jnp.where(bits & sign, ~bits, bits | sign)
+
+
+def _best_in_order(s, valid, n: int, small: int = 8):
+    """Indices of the n best valid scores in candidate order (ties: the earlier one), and how many there are.
+
+    Written for XLA:CPU, where sort, top_k and cumsum are slow and every pass over the candidates
+    costs: (1) bisect the scores' order keys for a bracket [lo, hi) with count(key >= lo) >= n >
+    count(key >= hi), until at most `small` keys fall inside it (a bracket one key wide holds ties
+    only); (2) rank those few against each other to find the cut, the last point kept; (3) scatter
+    the kept candidates to their rank among the kept (prefix sums are associative scans). An
+    invalid score has key 0, below every valid one, and is never kept.
+    """
+    m = s.shape[0]
+    key = jnp.where(valid, _order_key(s), 0)
+    index = jnp.arange(m, dtype=jnp.int32)
+    one = jnp.ones((), key.dtype)
+
+    def count(t):
+        return jnp.sum(key >= t).astype(jnp.int32)
+
+    def wide(carry):
+        lo, hi, at_lo, at_hi = carry
+        return (at_lo - at_hi > small) & (hi - lo > one)
+
+    def halve(carry):
+        lo, hi, at_lo, at_hi = carry
+        mid = lo + (hi - lo) // 2
+        at_mid = count(mid)
+        enough = at_mid >= n
+        return (jnp.where(enough, mid, lo), jnp.where(enough, hi, mid), jnp.where(enough, at_mid, at_lo),
+                jnp.where(enough, at_hi, at_mid))
+
+    top = jnp.max(key) + one
+    lo, hi, at_lo, at_hi = jax.lax.while_loop(
+        wide, halve, (jnp.zeros((), key.dtype), top, jnp.asarray(m, jnp.int32), jnp.zeros((), jnp.int32)))
+    wanted = n - at_hi                                    # how many of the bracket's keys are kept (>= 1)
+    inside = (key >= lo) & (key < hi)
+    rank_inside = _prefix_sum(inside)                     # 1, 2, ... along the bracket's members
+    members = _first_at_least(rank_inside, jnp.arange(1, small + 1))   # their indices (m past the last)
+    present = members < m
+    k_members = key[jnp.minimum(members, m - 1)]
+    ahead = present[None, :] & ((k_members[None, :] > k_members[:, None])
+                                | ((k_members[None, :] == k_members[:, None]) & (members[None, :] < members[:, None])))
+    cut = present & (jnp.sum(ahead, axis=1) == wanted - 1)
+    few = at_lo - at_hi <= small
+    cut_key = jnp.where(few, jnp.sum(jnp.where(cut, k_members, 0)).astype(key.dtype), lo)
+    cut_index = jnp.where(few, jnp.sum(jnp.where(cut, members, 0)), _first_at_least(rank_inside, wanted[None])[0])
+    kept = valid & ((key > cut_key) | ((key == cut_key) & (index <= cut_index)))
+    slot = jnp.where(kept, _prefix_sum(kept) - 1, n)      # rank among the kept; n = discarded
+    chosen = jnp.zeros(n + 1, jnp.int32).at[slot].set(index)[:n]
+    return chosen, jnp.sum(kept)
+
+
+def _prefix_sum(mask):
+    return jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32))
+
+
+def _first_at_least(increasing, targets):
+    """For each target, the first index where the non-decreasing array reaches it (its length if never)."""
+    lo = jnp.zeros(targets.shape, jnp.int32)
+    hi = jnp.full(targets.shape, increasing.shape[0], jnp.int32)
+    for _ in range(max(1, int(increasing.shape[0]).bit_length())):
+        mid = (lo + hi) // 2
+        below = increasing[jnp.minimum(mid, increasing.shape[0] - 1)] < targets
+        lo, hi = jnp.where(below, mid + 1, lo), jnp.where(below, hi, mid)
+    return lo
 
 
 def filter_top(score, keep, *, min_keep=None) -> FilterTop:
