@@ -23,7 +23,21 @@ from jaxcollapse.families import (
     VAEParams,
 )
 from jaxcollapse.io import load
-from jaxcollapse.stages import accumulate, accumulate_subsample, fresh_real, keep_real, pipeline, replace, stage
+from jaxcollapse.stages import (
+    accumulate,
+                                accumulate_subsample,
+                                adaptive_real,
+                                correct,
+                                curate,
+                                filter_top,
+                                fresh_real,
+                                keep_real,
+                                pipeline,
+                                replace,
+                                scores,
+                                stage,
+                                verify,
+)
 from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"
@@ -31,5 +45,6 @@ __version__ = "0.1.0"
 __all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo",
            "GMMParams", "Gaussian", "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "NGram",
            "NGramParams", "RegressionParams", "RegressionSource", "Result", "Source", "SufficientStats", "TrainingSet",
-           "VAEParams", "accumulate", "accumulate_subsample", "datasets", "fresh_real", "keep_real", "load", "metrics",
-           "mixture_metrics", "pipeline", "replace", "simulate", "stage", "theory"]
+           "VAEParams", "accumulate", "accumulate_subsample", "adaptive_real", "correct", "curate", "datasets",
+           "filter_top", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics", "pipeline", "replace",
+           "scores", "simulate", "stage", "theory", "verify"]

@@ -253,7 +253,9 @@ def plot_run(path) -> list[Path]:
              plot_support_decay(results, figures / "support_decay.png"),
              plot_snapshots(results, figures / "snapshots.png")]
     extra += config_lib.make_family(results.config["family"]).figures(results, figures)
-    return written + [p for p in extra if p is not None]
+    from jaxcollapse import plots_quality  # filters, curation, feedback: phase diagram, reward curve, real share
+
+    return written + [p for p in extra if p is not None] + plots_quality.plot_run(results)
 
 
 # ---------------------------------------------------------------- sweeps
@@ -302,7 +304,9 @@ def plot_sweep(path) -> list[Path]:
                      fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, figures / f"compare_{metric}.png"))
-    return written
+    from jaxcollapse import plots_quality
+
+    return written + plots_quality.plot_sweep(path)
 
 
 def plot(path) -> list[Path]:

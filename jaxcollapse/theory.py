@@ -201,3 +201,4 @@ from jaxcollapse.theory_language import (  # noqa: E402, F401
     ngram_row_survival_probs,
     wright_fisher_collision,
 )
+from jaxcollapse.theory_quality import *  # noqa: E402,F401,F403  (section 7: filters, verifiers, curation, correction)

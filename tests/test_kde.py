@@ -4,11 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import Z_MAX, z_score
 
 import jaxcollapse as jc
 from jaxcollapse import theory
 from jaxcollapse.types import Source
-from conftest import Z_MAX, z_score
 
 N, H, G = 20, 0.3, 12
 

@@ -3,10 +3,10 @@ scikit-learn's Ridge, and its bad input. Tolerances: Monte-Carlo standard errors
 import jax
 import numpy as np
 import pytest
+from conftest import Z_MAX, z_score
 
 import jaxcollapse as jc
 from jaxcollapse import theory
-from conftest import Z_MAX, z_score
 
 COV = np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.0], [0.0, 0.0, 0.5]])   # not I: Sigma enters the two metrics differently
 T, D, G = 12, 3, 6

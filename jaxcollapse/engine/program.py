@@ -128,13 +128,22 @@ class ChainProgram:
         return self.family.fit(jax.random.key(0), x, jnp.ones(self.n_samples), None)
 
     def metric_names(self) -> list[str]:
+        """The family's metrics, then the numbers the stage records (its record(state) hook)."""
         from jaxcollapse.engine.step import chain_source
+        from jaxcollapse.types import Context
+
+        one_chain = jax.tree_util.tree_map(lambda a: a[0], self.regime)  # the first chain's stage
 
         def names():
             source, _ = chain_source(self.family, self.source, jax.random.key(0), self.n_samples)
-            return self.family.metrics(jax.random.key(0), self._one_fit()[0], source)
+            params = self._one_fit()[0]
+            ctx = Context(self.family, params, source, jnp.asarray(0, jnp.int32), self.n_generations,
+                          self.n_samples, jax.random.key(0))
+            state = one_chain.init(zero_points(self.family, self.n_samples), ctx)
+            return self.family.metrics(jax.random.key(0), params, source), stages_base.stage_record(one_chain, state)
 
-        return list(jax.eval_shape(names))
+        family_metrics, stage_metrics = jax.eval_shape(names)
+        return list(family_metrics) + [name for name in stage_metrics if name not in family_metrics]
 
     def _check_pool(self, max_pool_bytes):
         needed = self.stage.pool_bytes(self.family, self.n_chains, self.n_generations, self.n_samples)

@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxcollapse import types
 from jaxcollapse.families.base import heldout_per_chain, zero_points
+from jaxcollapse.stages.base import stage_record
 from jaxcollapse.types import Context, Source, TrainingSet
 
 HELDOUT_STREAM = 0xFFFFFFFF   # fold_in(chain_key, .) for the chain's view of the source (family.chain_source)
@@ -55,15 +56,24 @@ def chain_source(family, source: Source, chain_key, n_samples: int) -> tuple[Sou
     return seen, fields
 
 
-def _record(family, spec: Spec, params, source, info, chain_key):
+def _record(family, spec: Spec, params, source, info, chain_key, stage_metrics):
+    """(params or None, metrics, info) kept for this generation; the stage's own numbers always join the metrics."""
     if callable(spec.record):
-        return None, dict(spec.record(params)), info
+        return None, _with_stage(dict(spec.record(params)), stage_metrics), info
     metrics = family.metrics(jax.random.fold_in(chain_key, METRICS_STREAM), params, source)
     if spec.record is None:
-        return params, metrics, info
+        return params, _with_stage(metrics, stage_metrics), info
     fields = params._asdict()
-    chosen = {name: fields[name] if name in fields else metrics[name] for name in spec.record}
-    return None, chosen, info
+    chosen = {name: fields[name] if name in fields else metrics[name] for name in spec.record
+              if name not in stage_metrics}
+    return None, _with_stage(chosen, stage_metrics), info
+
+
+def _with_stage(metrics: dict, stage_metrics: dict) -> dict:
+    clash = sorted(set(metrics) & set(stage_metrics))
+    if clash:
+        raise ValueError(f"the stage records {clash}, names the family's metrics or record= already use")
+    return {**metrics, **stage_metrics}
 
 
 def _snapshot(spec: Spec, snapshots, generation, x):
@@ -104,13 +114,14 @@ def start_one(family, stage, source, chain_key, spec: Spec):
                                            zero_points(family, rows))
         snapshots = _snapshot(spec, snapshots, 0, real)
     ctx = Context(family, params, source, jnp.asarray(0, jnp.int32), spec.n_generations, spec.n_samples, k_real)
-    carry = ChainCarry(chain_key, params, stage.init(real, ctx), source_fields, snapshots)
+    state = stage.init(real, ctx)
+    carry = ChainCarry(chain_key, params, state, source_fields, snapshots)
     if hasattr(family, "resize_params"):
         # params that hold their training set (KDE) take the shape of later generations' training sets
         later = jax.eval_shape(lambda c: step_one(family, stage, shared_source, spec, c, 1)[0].params, carry)
         params = family.resize_params(params, later)
         carry = carry._replace(params=params)
-    return carry, _record(family, spec, params, source, info, chain_key)
+    return carry, _record(family, spec, params, source, info, chain_key, stage_record(stage, state))
 
 
 def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
@@ -124,4 +135,4 @@ def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
     params, info = _fit(family, k_fit, training, carry.params)
     snapshots = _snapshot(spec, carry.snapshots, generation, synthetic)
     carry = carry._replace(params=params, stage=state, snapshots=snapshots)
-    return carry, _record(family, spec, params, source, info, carry.key)
+    return carry, _record(family, spec, params, source, info, carry.key, stage_record(stage, state))

@@ -16,6 +16,8 @@ that fix shapes or code (ints, strings, functions). Optional methods:
     batch_size(n) -> int      how many points the stage needs to hand on n (a filter asks for more)
     check(n_samples)          host-side validation against the run's settings (raise ValueError)
     pool_bytes(family, n_chains, n_generations, n_samples) -> int   memory kept per run
+    record(state) -> dict     numbers to keep per chain and generation (e.g. the real share used),
+                              stored in Result.metrics under their names whatever `record=` says
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def stage(cls=None, *, static: tuple[str, ...] = (), shared: tuple[str, ...] = (
         cls = dataclasses.dataclass(frozen=True)(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         cls._static_fields, cls._shared_fields = tuple(static), tuple(shared)
-        for name, default in (("batch_size", _batch_size), ("check", _check), ("pool_bytes", _pool_bytes)):
+        for name, default in (("batch_size", _batch_size), ("check", _check), ("pool_bytes", _pool_bytes),
+                              ("record", _record)):
             if not hasattr(cls, name):
                 setattr(cls, name, default)
         data = [n for n in names if n not in static]
@@ -66,6 +69,16 @@ def _check(self, n_samples: int) -> None:
 
 def _pool_bytes(self, family, n_chains, n_generations, n_samples) -> int:
     return 0
+
+
+def _record(self, state) -> dict:
+    return {}
+
+
+def stage_record(stage_obj, state) -> dict:
+    """The stage's record(state) (none for a stage without the hook)."""
+    record = getattr(stage_obj, "record", None)
+    return {} if record is None else dict(record(state))
 
 
 def per_chain(stage_obj, n_chains: int):
@@ -149,6 +162,15 @@ class Pipeline:
 
     def pool_bytes(self, family, n_chains, n_generations, n_samples) -> int:
         return sum(s.pool_bytes(family, n_chains, n_generations, n_samples) for s in self.stages)
+
+    def record(self, state) -> dict:
+        out = {}
+        for s, st in zip(self.stages, state.states):
+            for name, value in stage_record(s, st).items():
+                if name in out:
+                    raise ValueError(f"two stages of the pipeline record {name!r}")
+                out[name] = value
+        return out
 
     @property
     def name(self) -> str:

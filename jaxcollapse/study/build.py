@@ -58,12 +58,46 @@ def _source(config: dict, family):
         raise ConfigError(config_lib._prefixed("source", str(err), table)) from None
 
 
-def _regime(config: dict):
-    from jaxcollapse.stages import REGIMES
-
+def regime_grid(config: dict) -> tuple[list[tuple[str, list]], np.ndarray]:
+    """The [regime]'s grid axes [(key, values)] (its lists of numbers, in order) and, per chain, its cell
+    index into them [n_chains, n_axes]: the chains are split evenly over every combination, chain c
+    in combination c // (n_chains / n_combinations) counted in C order (the last axis fastest)."""
     table = config["regime"]
-    make = REGIMES[table["kind"]]
-    return make(table["fraction"]) if "fraction" in table else make()
+    stages = table["stages"] if table["kind"] == "pipeline" else [table]
+    axes = []
+    for i, stage in enumerate(stages):
+        where = f"regime.stages[{i}]" if table["kind"] == "pipeline" else "regime"
+        axes += [(f"{where}.{k}", v) for k, v in stage.items() if isinstance(v, list) and k != "reward"]
+    n_chains = config["run"]["n_chains"]
+    shape = tuple(len(v) for _, v in axes)
+    cells = int(np.prod(shape, dtype=np.int64))
+    if n_chains % cells:
+        raise ConfigError(f"run.n_chains = {n_chains}; allowed: a multiple of {cells}, the number of combinations of "
+                          f"the [regime] grid ({' x '.join(f'{k} {len(v)}' for k, v in axes)})")
+    index = np.arange(n_chains) // (n_chains // cells)
+    return axes, np.stack(np.unravel_index(index, shape), axis=1) if axes else np.zeros((n_chains, 0), int)
+
+
+def _regime(config: dict):
+    from jaxcollapse.stages import QUALITY_STAGES, REGIMES, pipeline
+
+    axes, cells = regime_grid(config)
+    per_chain = {key: np.asarray(values, float)[cells[:, a]] for a, (key, values) in enumerate(axes)}
+    table = config["regime"]
+
+    def make(stage: dict, where: str):
+        kwargs = {k: per_chain.get(f"{where}.{k}", v) for k, v in stage.items() if k != "kind"}
+        if stage["kind"] in REGIMES:
+            return REGIMES[stage["kind"]](**kwargs)
+        try:
+            return QUALITY_STAGES[stage["kind"]](**kwargs)  # the TOML keys are the factory's argument names
+        except ValueError as err:
+            raise ConfigError(config_lib._prefixed(where, str(err), stage)) from None
+
+    if table["kind"] != "pipeline":
+        return make(table, "regime")
+    return pipeline(*(make(s, f"regime.stages[{i}]") for i, s in enumerate(table["stages"])))
+
 
 
 def _record(config: dict, family):
@@ -78,9 +112,10 @@ def build(name: str, config: dict, devices=None):
     family = config_lib.make_family(config["family"])
     source = _source(config, family)
     run = config["run"]
+    regime = _regime(config)
     try:
         program = ChainProgram(family, source, n_chains=run["n_chains"], n_generations=run["n_generations"],
-                               n_samples=run["n_samples"], regime=_regime(config), record=_record(config, family),
+                               n_samples=run["n_samples"], regime=regime, record=_record(config, family),
                                snapshot_at=run["snapshot_at"], devices=devices)
     except ValueError as err:
         message = str(err)

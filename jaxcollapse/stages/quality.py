@@ -1,0 +1,369 @@
+"""Quality checks of the synthetic batch: filters, verifiers, curation, correction.
+
+    filter_top(score, keep)          generate ceil(n / keep) candidates, train on the best n by a score
+    verify(is_good, keep_good, keep_bad)   keep each good point with probability keep_good, each bad
+                                     one with keep_bad (Feng et al. 2024, "Beyond Model Collapse")
+    curate(k, reward)                each training point is picked from k fresh candidates with
+                                     probability proportional to exp(reward) (Ferbach et al. 2024)
+    correct(fn, strength)            move each point toward fn(ctx, x) by `strength` (Gillman et al. 2024)
+
+They act on the synthetic batch, so they come first in a pipeline; a mixing stage comes last:
+`jc.pipeline(jc.filter_top("source", 0.5), jc.keep_real(0.1))`. A dropped point keeps its slot
+with weight 0, and a later mixing stage keeps the slot empty (the training set is then smaller).
+Numbers (keep, keep_good, keep_bad, strength, a reward table) are traced: scalar or one per
+chain, so a sweep over them is one vmapped run; counts that fix shapes (k, the candidates a
+filter generates) are static.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcollapse import _checks, types
+from jaxcollapse.stages import scores as scores_lib
+from jaxcollapse.stages.base import number, stage
+
+_ROUNDING = 1e-6  # n / keep within this relative distance of an integer counts as that integer
+
+
+def candidates(n: int, keep: float) -> int:
+    """ceil(n / keep): the candidates a filter keeping share `keep` draws to hand on n points."""
+    ratio = n / float(keep)
+    return int(math.ceil(ratio - _ROUNDING * ratio))
+
+
+class FilterState(NamedTuple):
+    score: Any         # the score's own state (e.g. the generation-0 model)
+
+
+@stage(static=("score", "min_keep"))
+class FilterTop:
+    """Keep the best n of ceil(n / keep) candidates by score (ties: the earlier candidate).
+
+    The engine generates ceil(n / min_keep) candidates; a chain whose keep is larger uses only the
+    first ceil(n / keep) of them. Kept points stay in the order they were generated. A point
+    scored NaN or -inf is never kept (its slot gets weight 0).
+    """
+
+    keep: Any
+    score: Any
+    min_keep: float
+    name = "filter_top"
+
+    def init(self, real, ctx):
+        state = self.score.init(real, ctx)
+        scores_lib.check_per_point(f"score {self.score.name!r}", lambda x: self.score(state, ctx, x), real)
+        return FilterState(state)
+
+    def update(self, key, state, batch, ctx):
+        n_batch = types.n_points(batch.x)
+        n = self._hands_on(n_batch)
+        s = jnp.asarray(self.score(state.score, ctx, batch.x), jnp.result_type(float))
+        ratio = n / self.keep
+        used = jnp.ceil(ratio - _ROUNDING * ratio)
+        valid = (jnp.arange(n_batch) < used) & (batch.w > 0) & (s > -jnp.inf)  # NaN > -inf is False
+        chosen, count = _best_in_order(s, valid, n)
+        w = jnp.where(jnp.arange(n) < count, batch.w[chosen], 0.0)
+        return state, types.TrainingSet(types.take(batch.x, chosen), w)
+
+    def _hands_on(self, n_batch: int) -> int:
+        """The n with candidates(n, min_keep) == n_batch (one at most: n -> ceil(n / keep) is increasing)."""
+        n = max(1, int(n_batch * self.min_keep))
+        while n > 1 and candidates(n, self.min_keep) > n_batch:
+            n -= 1
+        while candidates(n + 1, self.min_keep) <= n_batch:
+            n += 1
+        if candidates(n, self.min_keep) != n_batch:
+            raise ValueError(f"filter_top got a batch of {n_batch} points, which is ceil(n / {self.min_keep}) "
+                             "for no n; it must follow its batch_size()")
+        return n
+
+    def batch_size(self, n: int) -> int:
+        return candidates(n, self.min_keep)
+
+
+def _order_key(s):
+    """Unsigned integers in the order of the floats s (the IEEE trick: flip negatives, set the sign bit)."""
+    bits = jax.lax.bitcast_convert_type(s, jnp.uint64 if s.dtype == jnp.float64 else jnp.uint32)
+    sign = jnp.asarray(1, bits.dtype) << (8 * bits.dtype.itemsize - 1)
+    return jnp.where(bits & sign, ~bits, bits | sign)
+
+
+def _best_in_order(s, valid, n: int, small: int = 8):
+    """Indices of the n best valid scores in candidate order (ties: the earlier one), and how many there are.
+
+    Written for XLA:CPU, where sort, top_k and cumsum are slow and every pass over the candidates
+    costs: (1) bisect the scores' order keys for a bracket [lo, hi) with count(key >= lo) >= n >
+    count(key >= hi), until at most `small` keys fall inside it (a bracket one key wide holds ties
+    only); (2) rank those few against each other to find the cut, the last point kept; (3) scatter
+    the kept candidates to their rank among the kept (prefix sums are associative scans). An
+    invalid score has key 0, below every valid one, and is never kept.
+    """
+    m = s.shape[0]
+    key = jnp.where(valid, _order_key(s), 0)
+    index = jnp.arange(m, dtype=jnp.int32)
+    one = jnp.ones((), key.dtype)
+
+    def count(t):
+        return jnp.sum(key >= t).astype(jnp.int32)
+
+    def wide(carry):
+        lo, hi, at_lo, at_hi = carry
+        return (at_lo - at_hi > small) & (hi - lo > one)
+
+    def halve(carry):
+        lo, hi, at_lo, at_hi = carry
+        mid = lo + (hi - lo) // 2
+        at_mid = count(mid)
+        enough = at_mid >= n
+        return (jnp.where(enough, mid, lo), jnp.where(enough, hi, mid), jnp.where(enough, at_mid, at_lo),
+                jnp.where(enough, at_hi, at_mid))
+
+    top = jnp.max(key) + one
+    lo, hi, at_lo, at_hi = jax.lax.while_loop(
+        wide, halve, (jnp.zeros((), key.dtype), top, jnp.asarray(m, jnp.int32), jnp.zeros((), jnp.int32)))
+    wanted = n - at_hi                                    # how many of the bracket's keys are kept (>= 1)
+    inside = (key >= lo) & (key < hi)
+    rank_inside = _prefix_sum(inside)                     # 1, 2, ... along the bracket's members
+    members = _first_at_least(rank_inside, jnp.arange(1, small + 1))   # their indices (m past the last)
+    present = members < m
+    k_members = key[jnp.minimum(members, m - 1)]
+    ahead = present[None, :] & ((k_members[None, :] > k_members[:, None])
+                                | ((k_members[None, :] == k_members[:, None]) & (members[None, :] < members[:, None])))
+    cut = present & (jnp.sum(ahead, axis=1) == wanted - 1)
+    few = at_lo - at_hi <= small
+    cut_key = jnp.where(few, jnp.sum(jnp.where(cut, k_members, 0)).astype(key.dtype), lo)
+    cut_index = jnp.where(few, jnp.sum(jnp.where(cut, members, 0)), _first_at_least(rank_inside, wanted[None])[0])
+    kept = valid & ((key > cut_key) | ((key == cut_key) & (index <= cut_index)))
+    slot = jnp.where(kept, _prefix_sum(kept) - 1, n)      # rank among the kept; n = discarded
+    chosen = jnp.zeros(n + 1, jnp.int32).at[slot].set(index)[:n]
+    return chosen, jnp.sum(kept)
+
+
+def _prefix_sum(mask):
+    return jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32))
+
+
+def _first_at_least(increasing, targets):
+    """For each target, the first index where the non-decreasing array reaches it (its length if never)."""
+    lo = jnp.zeros(targets.shape, jnp.int32)
+    hi = jnp.full(targets.shape, increasing.shape[0], jnp.int32)
+    for _ in range(max(1, int(increasing.shape[0]).bit_length())):
+        mid = (lo + hi) // 2
+        below = increasing[jnp.minimum(mid, increasing.shape[0] - 1)] < targets
+        lo, hi = jnp.where(below, mid + 1, lo), jnp.where(below, hi, mid)
+    return lo
+
+
+def filter_top(score, keep, *, min_keep=None) -> FilterTop:
+    """Train on the best share `keep` of the synthetic candidates by `score` (higher = better).
+
+    score: "source" (log-density under the true distribution), "generation0" (under the
+      generation-0 model), "model" (under the current model), a score object (jc.scores), or a
+      function fn(ctx, x) -> [n].
+    keep: in (0, 1], scalar or one per chain (traced: a new value reuses the compiled program as
+      long as min_keep stays the same).
+    min_keep: the smallest keep the compiled program serves (static; default: the smallest given):
+      each generation draws ceil(n_samples / min_keep) candidates.
+    """
+    keep = number("keep", keep, 0.0, 1.0, low_open=True)
+    smallest = float(np.min(keep))
+    min_keep = smallest if min_keep is None else float(number("min_keep", min_keep, 0.0, 1.0, low_open=True))
+    if smallest < min_keep:
+        raise ValueError(f"keep must be >= min_keep = {min_keep:g} (the candidates drawn are ceil(n / min_keep)), "
+                         f"got {smallest:g}")
+    return FilterTop(keep, scores_lib.as_score(score), min_keep)
+
+
+# ---------------------------------------------------------------- verify
+class VerifyState(NamedTuple):
+    kept: Any          # [] points kept this generation (generation 0: the real sample's size)
+    kept_bad: Any      # [] of which bad
+
+
+@stage(static=("is_good",))
+class Verify:
+    """Keep each good point with probability keep_good, each bad one with keep_bad (weight 0 = dropped).
+
+    Its key draws one uniform per point: point i is kept when u_i < (keep_good if good else keep_bad).
+    Records verify_kept and verify_kept_bad per chain and generation.
+    """
+
+    keep_good: Any
+    keep_bad: Any
+    is_good: Any
+    name = "verify"
+
+    def init(self, real, ctx):
+        scores_lib.check_per_point("is_good", lambda x: self.is_good(ctx, x), real, kind="bool")
+        good = jnp.asarray(self.is_good(ctx, real), bool)
+        n = types.n_points(real)
+        return VerifyState(jnp.asarray(n, jnp.int32), jnp.sum(~good).astype(jnp.int32))
+
+    def update(self, key, state, batch, ctx):
+        good = jnp.asarray(self.is_good(ctx, batch.x), bool)
+        u = jax.random.uniform(key, good.shape)
+        kept = (u < jnp.where(good, self.keep_good, self.keep_bad)) & (batch.w > 0)
+        w = jnp.where(kept, batch.w, 0.0)
+        counts = VerifyState(jnp.sum(kept).astype(jnp.int32), jnp.sum(kept & ~good).astype(jnp.int32))
+        return counts, batch._replace(w=w)
+
+    def record(self, state) -> dict:
+        return {"verify_kept": state.kept, "verify_kept_bad": state.kept_bad}
+
+
+def verify(is_good, keep_good, keep_bad) -> Verify:
+    """A verifier with known error rates: keep good points w.p. keep_good, bad ones w.p. keep_bad.
+
+    is_good: "source_support" (the source gives the point positive density) or fn(ctx, x) -> [n] bool.
+    keep_good, keep_bad: in [0, 1], scalar or one per chain (traced).
+    The kept bad share is eps keep_bad / (eps keep_bad + (1 - eps) keep_good) for a bad share eps
+    (jc.theory.verified_bad_share).
+    """
+    return Verify(number("keep_good", keep_good, 0.0, 1.0), number("keep_bad", keep_bad, 0.0, 1.0),
+                  scores_lib.as_check(is_good))
+
+
+# ---------------------------------------------------------------- curate
+class CurateState(NamedTuple):
+    reward: Any        # [] mean reward of the training points formed this generation (0: of the real sample)
+
+
+@stage(static=("k", "reward_fn"), shared=("reward_table",))
+class Curate:
+    """Each of the n points is picked from k fresh candidates with probability softmax(reward).
+
+    The engine generates n * k candidates; point i is picked from candidates i*k .. i*k + k - 1 by
+    the Gumbel-max trick (argmax of reward + Gumbel noise, one Gumbel per candidate from the stage's
+    key). A candidate with weight 0, or reward NaN or -inf, is never picked; a group with none left
+    gives weight 0. Records curate_reward, the mean reward of the picked points.
+    """
+
+    reward_table: Any   # [n_states] reward per state (integer points), or None
+    k: int
+    reward_fn: Any      # fn(ctx, x) -> [n], or None
+    name = "curate"
+
+    def reward(self, ctx, x):
+        if self.reward_fn is not None:
+            return jnp.asarray(self.reward_fn(ctx, x), jnp.result_type(float))
+        return self.reward_table[x]
+
+    def init(self, real, ctx):
+        if self.reward_table is not None and not jnp.issubdtype(real.dtype, jnp.integer):
+            raise ValueError("curate: a reward table (one reward per state) needs integer points (Categorical); "
+                             "for other families give reward as a function (ctx, x) -> [n]")
+        if self.reward_fn is not None:
+            scores_lib.check_per_point("reward", lambda x: self.reward_fn(ctx, x), real)
+        return CurateState(jnp.mean(self.reward(ctx, real)))
+
+    def update(self, key, state, batch, ctx):
+        n = types.n_points(batch.x) // self.k
+        r = self.reward(ctx, batch.x)
+        valid = (batch.w > 0) & (r > -jnp.inf)
+        noisy = jnp.where(valid, r, -jnp.inf) + jax.random.gumbel(key, r.shape, r.dtype)
+        pick = jnp.argmax(noisy.reshape(n, self.k), axis=1) + self.k * jnp.arange(n)
+        w = jnp.where(valid[pick], batch.w[pick], 0.0)
+        mean = jnp.sum(w * jnp.where(valid[pick], r[pick], 0.0)) / jnp.maximum(jnp.sum(w), 1e-30)
+        return CurateState(mean), types.TrainingSet(types.take(batch.x, pick), w)
+
+    def batch_size(self, n: int) -> int:
+        return n * self.k
+
+    def record(self, state) -> dict:
+        return {"curate_reward": state.reward}
+
+
+def curate(k, reward) -> Curate:
+    """K-wise curation: each training point is the pick of k fresh candidates, P(pick) ~ exp(reward).
+
+    k: an integer >= 1 (static: the engine generates k * n_samples candidates); k = 1 is no curation.
+    reward: one number per state (Categorical; an array, traced, one reward vector for all chains),
+      or fn(ctx, x) -> [n].
+    """
+    k = _checks.positive_int("k", k)
+    if callable(reward):
+        return Curate(None, k, reward)
+    table = np.asarray(reward, dtype=float) if isinstance(reward, (list, tuple, np.ndarray)) else reward
+    if not _checks.is_concrete(table) or np.ndim(table) != 1:
+        raise ValueError(f"reward must be one number per state (a 1-D array) or a function (ctx, x) -> [n], "
+                         f"got {reward!r}")
+    if not np.all(np.isfinite(np.asarray(table, dtype=float))):
+        raise ValueError(f"reward must be finite numbers, got {np.asarray(table).tolist()}")
+    return Curate(jnp.asarray(table, jnp.result_type(float)), k, None)
+
+
+# ---------------------------------------------------------------- correct
+@stage(static=("fn",))
+class Correct:
+    """x -> x + strength (fn(ctx, x) - x): strength 0 leaves points alone, 1 replaces them by fn(ctx, x)."""
+
+    strength: Any
+    fn: Any
+    name = "correct"
+
+    def init(self, real, ctx):
+        out = jax.eval_shape(lambda x: self.fn(ctx, x), real)
+        want = jax.eval_shape(lambda x: x, real)
+        if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(want) or any(
+                o.shape != w.shape for o, w in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(want))):
+            raise ValueError(f"correct: fn must return points shaped like its input {want}, got {out}")
+        if not all(jnp.issubdtype(w.dtype, jnp.floating) for w in jax.tree_util.tree_leaves(want)):
+            raise ValueError("correct needs real-valued points (moving a point part of the way needs a continuum)")
+        return ()
+
+    def update(self, key, state, batch, ctx):
+        target = self.fn(ctx, batch.x)
+        x = jax.tree_util.tree_map(lambda a, b: a + self.strength * (b - a).astype(a.dtype), batch.x, target)
+        return state, batch._replace(x=x)
+
+
+def gaussian_to_source(ctx, x):
+    """The idealised corrector for the Gaussian family: the optimal-transport map onto the source.
+
+    The current model generates N(mean, lam cov); T(x) = mu* + A (x - mean) with
+    A = S^(-1/2) (S^(1/2) Sigma* S^(1/2))^(1/2) S^(-1/2), S = lam cov, carries it onto the source
+    N(mu*, Sigma*) (in 1-D A = sigma* / sigma). x + strength (T(x) - x) then follows the
+    Wasserstein geodesic: corrected points are exactly N((1 - s) mean + s mu*, ((1 - s) sigma + s sigma*)^2)
+    in 1-D (jc.theory.corrected_gaussian_moments).
+    """
+    source = ctx.source.params
+    if source is None or not hasattr(source, "cov"):
+        raise ValueError("gaussian_to_source needs a Gaussian family and its true distribution as the source")
+    model = ctx.params
+    scale = getattr(ctx.family, "lam", 1.0) * model.cov
+    root, inv_root = _sqrt_and_inverse_sqrt(scale)
+    middle, _ = _sqrt_and_inverse_sqrt(root @ source.cov @ root)
+    a = inv_root @ middle @ inv_root
+    return source.mean + (x - model.mean) @ a.T
+
+
+def _sqrt_and_inverse_sqrt(matrix):
+    """Symmetric square root and its pseudo-inverse (0 on a null direction: a collapsed model maps to the mean)."""
+    values, vectors = jnp.linalg.eigh(0.5 * (matrix + matrix.T))
+    values = jnp.maximum(values, 0.0)
+    root = jnp.sqrt(values)
+    inv = jnp.where(root > 0, 1.0 / jnp.where(root > 0, root, 1.0), 0.0)
+    return (vectors * root) @ vectors.T, (vectors * inv) @ vectors.T
+
+
+CORRECTIONS = {"gaussian_to_source": gaussian_to_source}
+
+
+def correct(fn, strength) -> Correct:
+    """Move each synthetic point toward fn(ctx, x) by `strength` in [0, 1] (scalar or one per chain).
+
+    fn: "gaussian_to_source" (the idealised corrector of Gillman et al. for the Gaussian family:
+      the optimal-transport map onto the true distribution) or fn(ctx, x) -> points like x.
+    """
+    if isinstance(fn, str):
+        if fn not in CORRECTIONS:
+            raise ValueError(f"fn must be one of {sorted(CORRECTIONS)} or a function (ctx, x) -> x, got {fn!r}")
+        fn = CORRECTIONS[fn]
+    if not callable(fn):
+        raise ValueError(f"fn must be one of {sorted(CORRECTIONS)} or a function (ctx, x) -> x, got {fn!r}")
+    return Correct(number("strength", strength, 0.0, 1.0), fn)
