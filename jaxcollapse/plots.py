@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from jaxcollapse import config as config_lib  # noqa: E402
 from jaxcollapse import io  # noqa: E402
 from jaxcollapse import study as study_lib  # noqa: E402
+from jaxcollapse.study import analysis  # noqa: E402
 
 BAND = (10, 90)
 
@@ -35,13 +36,9 @@ def theory_curves(config: dict, metric: str, generations) -> list[tuple[np.ndarr
 
 
 # ---------------------------------------------------------------- pieces
-def _finite(values):
-    values = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(values), values, np.nan)
-
-
 def _bands(values):
-    values = _finite(values)
+    """10th, 50th, 90th percentiles and mean across chains, NaN (dropped chains) ignored; +-inf kept (they order)."""
+    values = np.asarray(values, dtype=float)
     with np.errstate(all="ignore"):
         import warnings
 
@@ -61,8 +58,13 @@ def _log_apt(*arrays) -> bool:
     return values.max() / values.min() > 100
 
 
-def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True):
-    """Median and 10-90% band across chains of values [chain, generation]; returns the plotted arrays."""
+def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True, failed_from=None):
+    """Median and 10-90% band across chains of values [chain, generation]; returns the plotted arrays.
+
+    failed_from ([chains], -1 for none): a failed chain is left out from its failure generation on.
+    """
+    if failed_from is not None:
+        values = analysis.sound(values, failed_from)
     generations = np.arange(values.shape[1])
     low, median, high, mean = _bands(values)
     ax.fill_between(generations, low, high, color=color, alpha=0.25, linewidth=0,
@@ -76,6 +78,16 @@ def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True):
         ax.plot(generations, np.broadcast_to(curve, generations.shape), color="k", lw=1.2, ls=":", label=curve_label)
         drawn.append(np.asarray(curve))
     return drawn
+
+
+def _chains_note(results: io.Results, failed_from) -> str:
+    """'2,000 chains', or '1,998 of 2,000 chains at the last generation; 2 failed from g = 178 (left out from then on)'."""
+    n = results.n_chains
+    failures = analysis.describe_failures(failed_from)
+    if not failures:
+        return f"{n:,} chains"
+    kept = int(np.sum(np.asarray(failed_from) < 0))
+    return f"{kept:,} of {n:,} chains at the last generation; {failures} (left out from then on)"
 
 
 def _title(results: io.Results) -> str:
@@ -95,19 +107,21 @@ def _save(fig, path: Path) -> Path:
 # ---------------------------------------------------------------- one run
 def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
     values = np.asarray(results.metrics[metric])
+    failed_from = analysis.failure_generations(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     if values.ndim == 3:  # one value per component (GMM): a fan per index
         drawn = []
         for k in range(values.shape[2]):
-            drawn += fan_chart(ax, values[:, :, k], label=f"{metric}[{k}] median", color=f"C{k}", show_mean=False)
+            drawn += fan_chart(ax, values[:, :, k], label=f"{metric}[{k}] median", color=f"C{k}", show_mean=False,
+                               failed_from=failed_from)
     else:
         curves = theory_curves(results.config, metric, np.arange(values.shape[1]))
-        drawn = fan_chart(ax, values, theory=curves)
+        drawn = fan_chart(ax, values, theory=curves, failed_from=failed_from)
     if _log_apt(*drawn):
         ax.set_yscale("log")
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)
-    ax.set_title(f"{_title(results)}\n{results.n_chains} chains", fontsize=9)
+    ax.set_title(f"{_title(results)}\n{_chains_note(results, failed_from)}", fontsize=9)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -116,7 +130,8 @@ def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
 def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | None:
     if rule.get("metric") not in results.metrics:
         return None
-    times = study_lib.collapse_times(results.metrics[rule["metric"]], rule)
+    failed_from = analysis.failure_generations(results)
+    times = study_lib.collapse_times(results.metrics[rule["metric"]], rule, failed_from)
     done = times[times >= 0]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     if done.size:
@@ -127,8 +142,10 @@ def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | N
     ax.set_xlabel(f"collapse time: first generation with {study_lib.describe_rule(rule)}")
     ax.set_ylabel("chains")
     never = int(np.sum(times < 0))
+    n_failed = int(np.sum(failed_from >= 0))
     ax.set_title(f"{_title(results)}\n{done.size} of {times.size} chains collapsed within "
-                 f"{results.n_generations} generations" + (f" ({never} never)" if never else ""), fontsize=9)
+                 f"{results.n_generations} generations" + (f" ({never} never)" if never else "")
+                 + (f"; {n_failed} failed, counted at their failure generation" if n_failed else ""), fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -276,7 +293,7 @@ def plot_sweep(path) -> list[Path]:
         panels.setdefault(panel, []).append(name)
     metrics = [m for m in next(iter(sweep.values())).metrics
                if all(m in r.metrics and np.ndim(r.metrics[m]) == 2 for r in sweep.values())]
-    written = []
+    written, failed_runs = [], []
     n_cols = min(len(panels), 4)
     n_rows = math.ceil(len(panels) / n_cols)
     for metric in metrics:
@@ -284,8 +301,11 @@ def plot_sweep(path) -> list[Path]:
         for ax, (panel, names) in zip(axes.ravel(), panels.items()):
             drawn = []
             for i, name in enumerate(names):
+                failed_from = analysis.failure_generations(sweep[name])
+                failures = analysis.describe_failures(failed_from)
+                failed_runs += [f"{name}: {failures}"] if failures and metric == metrics[0] else []
                 drawn += fan_chart(ax, np.asarray(sweep[name].metrics[metric]), label=_label(settings[name][line_key]),
-                                   color=f"C{i}", show_mean=False)
+                                   color=f"C{i}", show_mean=False, failed_from=failed_from)
             if _log_apt(*drawn):
                 ax.set_yscale("log")
             ax.set_title(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(panel_keys, panel)) or metric,
@@ -297,8 +317,9 @@ def plot_sweep(path) -> list[Path]:
         for row in axes:
             row[0].set_ylabel(metric)
         axes[0, 0].legend(fontsize=7, frameon=False, title=line_key.rsplit(".", 1)[-1], title_fontsize=7)
-        fig.suptitle(f"{sweep.study['name']}: {metric}, median and {BAND[0]}-{BAND[1]}% band across chains",
-                     fontsize=10)
+        note = "; ".join(failed_runs) if failed_runs else "no chain failed"
+        fig.suptitle(f"{sweep.study['name']}: {metric}, median and {BAND[0]}-{BAND[1]}% band across chains\n"
+                     f"({note}; a failed chain is left out from its failure generation on)", fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, figures / f"compare_{metric}.png"))
     return written

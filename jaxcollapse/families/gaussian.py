@@ -127,9 +127,10 @@ class Gaussian(GaussianStudy, FamilyBase):
         model = self.model(params)
         return GaussianParams(model.mean, model.cov)
 
-    def _points(self, model: GaussianModel, local) -> jax.Array:
-        """User coordinates of points given in the model's own coordinates: mean + L local."""
-        return model.mean + (local * jnp.exp(model.log_diag)) @ model.unit_chol.T
+    def _points(self, model: GaussianModel, local, scale=1.0) -> jax.Array:
+        """User coordinates of points given in the model's own coordinates: mean + scale L local."""
+        low = log_cholesky.matrix(model.unit_chol, model.log_diag + 0.5 * jnp.log(scale))  # [d, d], not [n, d]
+        return model.mean + jnp.squeeze(jnp.matmul(low, local[..., None]), -1)  # as numpyro: faster under vmap on CPU
 
     def sample(self, key, params, n: int) -> jax.Array:
         model = self.model(params)
@@ -139,13 +140,14 @@ class Gaussian(GaussianStudy, FamilyBase):
         return self.generate_local(key, params, n, source)[0]
 
     def generate_local(self, key, params, n: int, source: Source | None = None):
-        """(points, the same points in the generating model's own coordinates): N(mean, lam cov) draws.
+        """(points, their standard draws z): N(mean, lam cov) draws x = mean + sqrt(lam) L z.
 
-        Hand-written rather than numpyro's MultivariateNormal: its scale_tril would underflow.
+        fit_local takes z back (the sampling bias lam included there). Hand-written rather than
+        numpyro's MultivariateNormal: its scale_tril would underflow.
         """
         model = self.model(params)
-        local = jnp.sqrt(self.lam) * jax.random.normal(key, (n, self.dim), model.mean.dtype)
-        return self._points(model, local), local
+        local = jax.random.normal(key, (n, self.dim), model.mean.dtype)
+        return self._points(model, local, self.lam), local
 
     def log_prob(self, params, x) -> jax.Array:
         """log N(x; mean, cov) from the factor (-inf everywhere for a degenerate model: it has no density)."""
@@ -186,11 +188,12 @@ class Gaussian(GaussianStudy, FamilyBase):
         return self.fit_stats(self.stats(x, w))
 
     def fit_local(self, key, local, w, init) -> tuple[GaussianModel, FitInfo]:
-        """Fit points given in init's own coordinates (what init generated): exact however far it has collapsed.
+        """Fit the points init generated, given as their standard draws z (x = mean + sqrt(lam) L z).
 
-        In those coordinates the sample has mean m and covariance S = T T^T of order one; the new
-        model is mean + L m and L T, with log det carried exactly. reg_covar, a floor in the user's
-        coordinates, is added there (the model then never shrinks below it).
+        Exact however far init has collapsed: in its own coordinates the sample has mean m and
+        covariance S = T T^T of order one; the new model is mean + sqrt(lam) L m and sqrt(lam) L T,
+        with log det carried exactly. reg_covar, a floor in the user's coordinates, is added there
+        (the model then never shrinks below it).
         """
         del key
         init = self.model(init)
@@ -198,16 +201,19 @@ class Gaussian(GaussianStudy, FamilyBase):
         local_mean = jnp.einsum("n,nd->d", w, local) / jnp.maximum(count, 1e-30)
         centred = local - local_mean
         cov = jnp.einsum("n,nd,ne->de", w, centred, centred) / (count - self.ddof)
-        unit, log_diag = log_cholesky.compose(init.unit_chol, init.log_diag,
-                                              log_cholesky.cholesky(0.5 * (cov + cov.T)))
-        mean = init.mean + init.unit_chol @ (jnp.exp(init.log_diag) * local_mean)
-        model = GaussianModel(mean, unit, log_diag)
+        generating = init.log_diag + 0.5 * jnp.log(self.lam)   # log-scales of sqrt(lam) L
+        mean = init.mean + log_cholesky.matrix(init.unit_chol, generating) @ local_mean
+        t = log_cholesky.cholesky(0.5 * (cov + cov.T))
 
-        def floored(model):
-            cov = model.cov + self.reg_covar * jnp.eye(self.dim, dtype=model.mean.dtype)
-            return GaussianModel(model.mean, *log_cholesky.factor(cov))
+        def exact(_):
+            return GaussianModel(mean, *log_cholesky.compose(init.unit_chol, generating, t))
 
-        model = jax.lax.cond(self.reg_covar > 0, floored, lambda model: model, model)
+        def floored(_):  # the floor lives in the user's coordinates: form the covariance there
+            low = log_cholesky.matrix(init.unit_chol, generating) @ t
+            floor = self.reg_covar * jnp.eye(self.dim, dtype=mean.dtype)
+            return GaussianModel(mean, *log_cholesky.factor(low @ low.T + floor))
+
+        model = jax.lax.cond(self.reg_covar > 0, floored, exact, None)
         return model, closed_form_info(model)
 
     def metrics(self, key, params, source: Source) -> dict:
