@@ -5,11 +5,15 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import xlogy
 
+from jaxcollapse.families import log_cholesky
+
 
 def log_det_spd(cov):
-    """log det of a symmetric positive definite matrix via Cholesky (finite while cov > 0)."""
-    chol = jnp.linalg.cholesky(cov)
-    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    """log det of a symmetric positive semi-definite matrix via Cholesky: -inf when it is singular, never NaN.
+
+    A pivot within rounding of zero counts as zero (log_cholesky.cholesky); one matrix, no batch axis.
+    """
+    return log_cholesky.log_det(log_cholesky.factor(cov)[1])
 
 
 def gaussian_w2(p, q):
@@ -29,6 +33,23 @@ def gaussian_w2(p, q):
         cross = jnp.where(finite, jnp.linalg.eigvalsh(product), jnp.nan)
         cov_term = jnp.trace(p.cov) + jnp.trace(q.cov) - 2.0 * jnp.sum(jnp.sqrt(jnp.clip(cross, 0.0)))
     return jnp.sqrt(jnp.clip(mean_term + cov_term, 0.0))
+
+
+def gaussian_kl_to_model(p, model):
+    """KL(p || model) with the model factored (log_cholesky): exact log det, no covariance inverted.
+
+    tr(Sigma_m^-1 Sigma_p) + maha = sum_j exp(-2 log_diag_j) ||row j of U^-1 [L_p, mu_m - mu_p]||^2, each
+    term formed in log space; past float32's largest number the KL is +inf (so is a degenerate model's).
+    """
+    dim = p.mean.shape[-1]
+    rows = log_cholesky.solve_unit(model.unit_chol,
+                                   jnp.concatenate([jnp.linalg.cholesky(p.cov), (model.mean - p.mean)[:, None]], 1))
+    row_sq = jnp.sum(rows**2, axis=1)       # > 0: U^-1 L_p has the positive diagonal of L_p
+    degenerate = ~jnp.all(jnp.isfinite(model.log_diag))
+    log_diag = jnp.where(degenerate, 0.0, model.log_diag)
+    spread = jnp.sum(jnp.exp(jnp.log(row_sq) - 2.0 * log_diag))
+    kl = 0.5 * (spread - dim + log_cholesky.log_det(log_diag) - log_det_spd(p.cov))
+    return jnp.where(degenerate, jnp.inf, kl)
 
 
 def gaussian_kl(p, q):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from jaxcollapse import config as config_lib  # noqa: E402
 from jaxcollapse import io  # noqa: E402
-from jaxcollapse.study import analysis as study_lib  # noqa: E402
+from jaxcollapse.study import analysis  # noqa: E402
 
 BAND = (10, 90)
 
@@ -35,13 +35,9 @@ def theory_curves(config: dict, metric: str, generations) -> list[tuple[np.ndarr
 
 
 # ---------------------------------------------------------------- pieces
-def _finite(values):
-    values = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(values), values, np.nan)
-
-
 def _bands(values):
-    values = _finite(values)
+    """10th, 50th, 90th percentiles and mean across chains, NaN (dropped chains) ignored; +-inf kept (they order)."""
+    values = np.asarray(values, dtype=float)
     with np.errstate(all="ignore"):
         import warnings
 
@@ -61,8 +57,13 @@ def _log_apt(*arrays) -> bool:
     return values.max() / values.min() > 100
 
 
-def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True):
-    """Median and 10-90% band across chains of values [chain, generation]; returns the plotted arrays."""
+def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True, failed_from=None):
+    """Median and 10-90% band across chains of values [chain, generation]; returns the plotted arrays.
+
+    failed_from ([chains], -1 for none): a failed chain is left out from its failure generation on.
+    """
+    if failed_from is not None:
+        values = analysis.sound(values, failed_from)
     generations = np.arange(values.shape[1])
     low, median, high, mean = _bands(values)
     ax.fill_between(generations, low, high, color=color, alpha=0.25, linewidth=0,
@@ -78,9 +79,19 @@ def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True):
     return drawn
 
 
+def _chains_note(results: io.Results, failed_from) -> str:
+    """'2,000 chains', or '1,998 of 2,000 chains at the last generation; 2 failed from g = 178 (left out from then on)'."""
+    n = results.n_chains
+    failures = analysis.describe_failures(failed_from)
+    if not failures:
+        return f"{n:,} chains"
+    kept = int(np.sum(np.asarray(failed_from) < 0))
+    return f"{kept:,} of {n:,} chains at the last generation; {failures} (left out from then on)"
+
+
 def _title(results: io.Results) -> str:
     config = results.config
-    described = study_lib.describe_config(config)
+    described = analysis.describe_config(config)
     if len(described) > 70:  # long family settings (VAE, GMM): the family and regime only
         described = f"{config['family']['name']}, {described.rsplit('), ', 1)[-1]}"
     return f"{results.name}: {described}, n = {config['run']['n_samples']}"
@@ -95,19 +106,21 @@ def _save(fig, path: Path) -> Path:
 # ---------------------------------------------------------------- one run
 def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
     values = np.asarray(results.metrics[metric])
+    failed_from = analysis.failure_generations(results)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     if values.ndim == 3:  # one value per component (GMM): a fan per index
         drawn = []
         for k in range(values.shape[2]):
-            drawn += fan_chart(ax, values[:, :, k], label=f"{metric}[{k}] median", color=f"C{k}", show_mean=False)
+            drawn += fan_chart(ax, values[:, :, k], label=f"{metric}[{k}] median", color=f"C{k}", show_mean=False,
+                               failed_from=failed_from)
     else:
         curves = theory_curves(results.config, metric, np.arange(values.shape[1]))
-        drawn = fan_chart(ax, values, theory=curves)
+        drawn = fan_chart(ax, values, theory=curves, failed_from=failed_from)
     if _log_apt(*drawn):
         ax.set_yscale("log")
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)
-    ax.set_title(f"{_title(results)}\n{results.n_chains} chains", fontsize=9)
+    ax.set_title(f"{_title(results)}\n{_chains_note(results, failed_from)}", fontsize=9)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -116,7 +129,8 @@ def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
 def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | None:
     if rule.get("metric") not in results.metrics:
         return None
-    times = study_lib.collapse_times(results.metrics[rule["metric"]], rule)
+    failed_from = analysis.failure_generations(results)
+    times = analysis.collapse_times(results.metrics[rule["metric"]], rule, failed_from)
     done = times[times >= 0]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     if done.size:
@@ -124,11 +138,13 @@ def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | N
         ax.hist(done, bins=bins, color="C3", alpha=0.8)
         ax.axvline(np.median(done), color="k", ls="--", lw=1, label=f"median {np.median(done):g}")
         ax.legend(fontsize=8, frameon=False)
-    ax.set_xlabel(f"collapse time: first generation with {study_lib.describe_rule(rule)}")
+    ax.set_xlabel(f"collapse time: first generation with {analysis.describe_rule(rule)}")
     ax.set_ylabel("chains")
     never = int(np.sum(times < 0))
+    n_failed = int(np.sum(failed_from >= 0))
     ax.set_title(f"{_title(results)}\n{done.size} of {times.size} chains collapsed within "
-                 f"{results.n_generations} generations" + (f" ({never} never)" if never else ""), fontsize=9)
+                 f"{results.n_generations} generations" + (f" ({never} never)" if never else "")
+                 + (f"; {n_failed} failed, counted at their failure generation" if n_failed else ""), fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -248,7 +264,7 @@ def plot_run(path) -> list[Path]:
     for metric, values in results.metrics.items():
         if np.ndim(values) == 2 or (np.ndim(values) == 3 and np.shape(values)[2] <= 8):
             written.append(plot_metric(results, metric, figures / f"{metric}.png"))
-    rule = study_lib.collapse_rule(results.config)
+    rule = analysis.collapse_rule(results.config)
     extra = [plot_collapse_times(results, rule, figures / "collapse_times.png") if rule else None,
              plot_support_decay(results, figures / "support_decay.png"),
              plot_snapshots(results, figures / "snapshots.png")]
@@ -279,7 +295,7 @@ def plot_sweep(path) -> list[Path]:
         panels.setdefault(panel, []).append(name)
     metrics = [m for m in next(iter(sweep.values())).metrics
                if all(m in r.metrics and np.ndim(r.metrics[m]) == 2 for r in sweep.values())]
-    written = []
+    written, failed_runs = [], []
     n_cols = min(len(panels), 4)
     n_rows = math.ceil(len(panels) / n_cols)
     for metric in metrics:
@@ -287,8 +303,11 @@ def plot_sweep(path) -> list[Path]:
         for ax, (panel, names) in zip(axes.ravel(), panels.items()):
             drawn = []
             for i, name in enumerate(names):
+                failed_from = analysis.failure_generations(sweep[name])
+                failures = analysis.describe_failures(failed_from)
+                failed_runs += [f"{name}: {failures}"] if failures and metric == metrics[0] else []
                 drawn += fan_chart(ax, np.asarray(sweep[name].metrics[metric]), label=_label(settings[name][line_key]),
-                                   color=f"C{i}", show_mean=False)
+                                   color=f"C{i}", show_mean=False, failed_from=failed_from)
             if _log_apt(*drawn):
                 ax.set_yscale("log")
             ax.set_title(", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(panel_keys, panel)) or metric,
@@ -300,8 +319,9 @@ def plot_sweep(path) -> list[Path]:
         for row in axes:
             row[0].set_ylabel(metric)
         axes[0, 0].legend(fontsize=7, frameon=False, title=line_key.rsplit(".", 1)[-1], title_fontsize=7)
-        fig.suptitle(f"{sweep.study['name']}: {metric}, median and {BAND[0]}-{BAND[1]}% band across chains",
-                     fontsize=10)
+        note = "; ".join(failed_runs) if failed_runs else "no chain failed"
+        fig.suptitle(f"{sweep.study['name']}: {metric}, median and {BAND[0]}-{BAND[1]}% band across chains\n"
+                     f"({note}; a failed chain is left out from its failure generation on)", fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, figures / f"compare_{metric}.png"))
     from jaxcollapse import plots_quality

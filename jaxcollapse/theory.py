@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 from jaxcollapse.theory_kde import *  # noqa: F401,F403  (section 9: the KDE chain)
 from jaxcollapse.theory_regression import *  # noqa: F401,F403  (sections 4 and 9: regression, pi^2/6)
@@ -92,6 +92,28 @@ def mvn_expected_det_ratio(g, n_samples, dim):
     """E[det Sigma_g] / det Sigma_0 = (prod_{j<d} (M-1-j)/M)^(g+1) (MLE, replace)."""
     per_fit = np.prod([(n_samples - 1.0 - j) / n_samples for j in range(dim)])
     return per_fit ** _fits(g)
+
+
+def mvn_expected_log_det(g, n_samples, dim, log_det_source=0.0, ddof=0):
+    """E[log det Sigma_g] = log det Sigma + (g+1) sum_{j=0..d-1} [digamma((M-1-j)/2) + log(2/(M-ddof))] (replace).
+
+    Generation g is the (g+1)-th fit. Each fit is Sigma' = Sigma^1/2 W Sigma^1/2 / (M - ddof) with
+    W ~ Wishart_d(M - 1, I) independent of the past, and det W = prod_{j<d} chi2_{M-1-j}
+    (independent factors, Bartlett), with E log chi2_k = digamma(k/2) + log 2. Needs M > d.
+    d = 1 is gaussian_expected_log_var.
+    """
+    _check_ddof(ddof)
+    if n_samples <= dim:
+        raise ValueError(f"n_samples must be > dim for a non-singular covariance, got n_samples={n_samples}, dim={dim}")
+    j = np.arange(dim)
+    per_fit = np.sum(digamma((n_samples - 1.0 - j) / 2.0) + np.log(2.0 / (n_samples - ddof)))
+    return log_det_source + _fits(g) * per_fit
+
+
+def mvn_log_det_variance(g, n_samples, dim):
+    """Var[log det Sigma_g] = (g+1) sum_{j<d} trigamma((M-1-j)/2) (replace; the same for ddof 0 and 1)."""
+    j = np.arange(dim)
+    return _fits(g) * np.sum(polygamma(1, (n_samples - 1.0 - j) / 2.0))
 
 
 def mvn_expected_mean_sq_error(g, n_samples, trace_cov):

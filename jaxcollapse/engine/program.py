@@ -120,7 +120,9 @@ class ChainProgram:
         return record
 
     def _param_names(self):
-        params = jax.eval_shape(lambda: self._one_fit()[0])
+        from jaxcollapse.engine.step import recorded_params
+
+        params = jax.eval_shape(lambda: recorded_params(self.family, self._one_fit()[0]))
         return list(params._fields)
 
     def _one_fit(self):

@@ -1,5 +1,9 @@
 """One generation of one chain, pure: the unit the program vmaps over chains and scans over generations.
 
+A family with generate_local / fit_local (the Gaussian) hands its generated points' coordinates in the
+generating model's own frame along; when the stage passes those same points on (replace, reweighting
+filters: the training set's x is the batch's x), the fit uses them and follows collapse exactly.
+
 Keys: generation g of a chain uses fold_in(chain_key, g), split into (generate, real, stage, fit);
 the chain's own view of the source (family.chain_source: held-out points, a fixed design) and the
 metrics key come from two more fold_ins of the chain key, so nothing depends on how the run is chunked.
@@ -56,14 +60,20 @@ def chain_source(family, source: Source, chain_key, n_samples: int) -> tuple[Sou
     return seen, fields
 
 
+def recorded_params(family, params):
+    """What a run records of the carried params: family.record_params(params) if it has one, else params."""
+    record_params = getattr(family, "record_params", None)
+    return params if record_params is None else record_params(params)
+
+
 def _record(family, spec: Spec, params, source, info, chain_key, stage_metrics):
     """(params or None, metrics, info) kept for this generation; the stage's own numbers always join the metrics."""
     if callable(spec.record):
         return None, _with_stage(dict(spec.record(params)), stage_metrics), info
     metrics = family.metrics(jax.random.fold_in(chain_key, METRICS_STREAM), params, source)
     if spec.record is None:
-        return params, _with_stage(metrics, stage_metrics), info
-    fields = params._asdict()
+        return recorded_params(family, params), _with_stage(metrics, stage_metrics), info
+    fields = recorded_params(family, params)._asdict()
     chosen = {name: fields[name] if name in fields else metrics[name] for name in spec.record
               if name not in stage_metrics}
     return None, _with_stage(chosen, stage_metrics), info
@@ -94,9 +104,20 @@ def _fit_rows(a, rows: int):
     return jnp.zeros((rows,) + a.shape[1:], a.dtype).at[: a.shape[0]].set(a)
 
 
-def _fit(family, key, training: TrainingSet, init):
+def _generate(family, key, params, n: int, source):
+    """(points, their coordinates in the generating model's own frame, or None if the family has no fit_local)."""
+    if hasattr(family, "generate_local") and hasattr(family, "fit_local"):
+        return family.generate_local(key, params, n, source)
+    return family.generate(key, params, n, source), None
+
+
+def _fit(family, key, training: TrainingSet, init, synthetic=None, local=None):
     if training.stats is not None:
         return family.fit_stats(training.stats)
+    if local is not None and training.x is synthetic:
+        # the stage handed on this generation's own points (replace, a reweighting filter): fit them in the
+        # generating model's coordinates, exact however far the chain has collapsed
+        return family.fit_local(key, local, training.w, init)
     return family.fit(key, training.x, training.w, init)
 
 
@@ -129,10 +150,10 @@ def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
     k_gen, k_real, k_stage, k_fit = jax.random.split(jax.random.fold_in(carry.key, generation), 4)
     if carry.source_fields:
         source = source._replace(**carry.source_fields)
-    synthetic = family.generate(k_gen, carry.params, spec.n_batch, source)
+    synthetic, local = _generate(family, k_gen, carry.params, spec.n_batch, source)
     ctx = Context(family, carry.params, source, generation, spec.n_generations, spec.n_samples, k_real)
     state, training = stage.update(k_stage, carry.stage, TrainingSet(synthetic, types.weights(spec.n_batch)), ctx)
-    params, info = _fit(family, k_fit, training, carry.params)
+    params, info = _fit(family, k_fit, training, carry.params, synthetic, local)
     snapshots = _snapshot(spec, carry.snapshots, generation, synthetic)
     carry = carry._replace(params=params, stage=state, snapshots=snapshots)
     return carry, _record(family, spec, params, source, info, carry.key, stage_record(stage, state))

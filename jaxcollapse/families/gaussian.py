@@ -1,22 +1,51 @@
-"""Multivariate normal: closed-form fit (MLE ddof=0 or unbiased ddof=1), optional sampling bias."""
+"""Multivariate normal: closed-form fit (MLE ddof=0 or unbiased ddof=1), optional sampling bias.
+
+A chain carries its model as GaussianModel (mean, a unit lower-triangular factor, log-scales; see
+log_cholesky.py), so it follows collapse past float32's range: the training points a model
+generated are fitted in that model's own coordinates (fit_local: standard draws, whose sample
+covariance's Cholesky factor T refits L <- L T), exact at any scale. Training sets that mix in
+other points (real data, pools of past generations) are fitted in the user's coordinates; real
+data keeps those models at its own scale, where float32 is exact to rounding. What a run records
+is GaussianParams(mean, cov); cov may underflow to 0 for a deeply collapsed chain, while the
+metrics log_var, log_det_cov and kl_to_source come from the log-scales.
+"""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 
 from jaxcollapse import _checks
+from jaxcollapse.families import log_cholesky
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
 from jaxcollapse.families.gaussian_study import GaussianStudy
 from jaxcollapse.types import FitInfo, Source
 
 
 class GaussianParams(NamedTuple):
+    """A Gaussian as users give and read it: the source (make_params) and what a run records."""
+
     mean: jax.Array  # [d]
     cov: jax.Array   # [d, d]
+
+
+class GaussianModel(NamedTuple):
+    """A Gaussian as a chain carries it: Sigma = L L^T, L = unit_chol diag(exp(log_diag)).
+
+    A degenerate direction has log_diag = -inf (the fit's `finite` flag is then False).
+    """
+
+    mean: jax.Array       # [d]
+    unit_chol: jax.Array  # [d, d] unit lower-triangular
+    log_diag: jax.Array   # [d] log of the Cholesky factor's diagonal
+
+    @property
+    def cov(self) -> jax.Array:
+        """The covariance as a float matrix (underflows to 0 for deep collapse)."""
+        return log_cholesky.covariance(self.unit_chol, self.log_diag)
 
 
 class GaussianStats(NamedTuple):
@@ -35,6 +64,10 @@ class Gaussian(GaussianStudy, FamilyBase):
     ddof: 0 fits the MLE covariance, 1 the unbiased one.
     lam: sampling bias; a trained model generates from N(mean, lam * cov) ("Go MAD").
     reg_covar: added to the fitted covariance's diagonal (a floor; 0 keeps fits exact).
+
+    Metrics: log_det_cov and log_var = log(tr cov / dim) (log sigma^2 in one dimension), exact at
+    any depth of collapse; kl_to_source = KL(source || model) (+inf past float32's largest number,
+    and for a degenerate model); w2_to_source.
     """
 
     dim: int
@@ -83,17 +116,48 @@ class Gaussian(GaussianStudy, FamilyBase):
             raise ValueError(f"n_samples must be >= 2 with ddof=1 (unbiased covariance), got {n_samples}")
 
     # ---- pure, one chain ---------------------------------------------------------------
-    def distribution(self, params: GaussianParams, scale=1.0) -> dist.MultivariateNormal:
-        return dist.MultivariateNormal(params.mean, covariance_matrix=scale * params.cov)
+    def model(self, params) -> GaussianModel:
+        """The carried form of params (GaussianParams are factored; a GaussianModel is returned as is)."""
+        if isinstance(params, GaussianModel):
+            return params
+        return GaussianModel(params.mean, *log_cholesky.factor(params.cov))
 
-    def sample(self, key, params: GaussianParams, n: int) -> jax.Array:
-        return self.distribution(params).sample(key, (n,))
+    def record_params(self, params) -> GaussianParams:
+        """What a run records per generation: mean and covariance (the engine's record hook)."""
+        model = self.model(params)
+        return GaussianParams(model.mean, model.cov)
 
-    def generate(self, key, params: GaussianParams, n: int, source: Source | None = None) -> jax.Array:
-        return self.distribution(params, self.lam).sample(key, (n,))
+    def _points(self, model: GaussianModel, local, scale=1.0) -> jax.Array:
+        """User coordinates of points given in the model's own coordinates: mean + scale L local."""
+        low = log_cholesky.matrix(model.unit_chol, model.log_diag + 0.5 * jnp.log(scale))  # [d, d], not [n, d]
+        return model.mean + jnp.squeeze(jnp.matmul(low, local[..., None]), -1)  # as numpyro: faster under vmap on CPU
 
-    def log_prob(self, params: GaussianParams, x) -> jax.Array:
-        return self.distribution(params).log_prob(x)
+    def sample(self, key, params, n: int) -> jax.Array:
+        model = self.model(params)
+        return self._points(model, jax.random.normal(key, (n, self.dim), model.mean.dtype))
+
+    def generate(self, key, params, n: int, source: Source | None = None) -> jax.Array:
+        return self.generate_local(key, params, n, source)[0]
+
+    def generate_local(self, key, params, n: int, source: Source | None = None):
+        """(points, their standard draws z): N(mean, lam cov) draws x = mean + sqrt(lam) L z.
+
+        fit_local takes z back (the sampling bias lam included there). Hand-written rather than
+        numpyro's MultivariateNormal: its scale_tril would underflow.
+        """
+        model = self.model(params)
+        local = jax.random.normal(key, (n, self.dim), model.mean.dtype)
+        return self._points(model, local, self.lam), local
+
+    def log_prob(self, params, x) -> jax.Array:
+        """log N(x; mean, cov) from the factor (-inf everywhere for a degenerate model: it has no density)."""
+        model = self.model(params)
+        solved = log_cholesky.solve_unit(model.unit_chol, (x - model.mean).T)       # [d, n] = U^-1 (x - mean)
+        degenerate = ~jnp.all(jnp.isfinite(model.log_diag))
+        log_diag = jnp.where(degenerate, 0.0, model.log_diag)
+        quad = jnp.sum((solved * jnp.exp(-log_diag)[:, None]) ** 2, axis=0)
+        out = -0.5 * quad - jnp.sum(log_diag) - 0.5 * self.dim * math.log(2 * math.pi)
+        return jnp.where(degenerate, -jnp.inf, out)
 
     def stats(self, x, w) -> GaussianStats:
         count = jnp.sum(w)
@@ -110,22 +174,56 @@ class Gaussian(GaussianStudy, FamilyBase):
         scatter = a.scatter + b.scatter + jnp.outer(delta, delta) * a.count * frac_b
         return GaussianStats(count, mean, scatter)
 
-    def fit_stats(self, stats: GaussianStats) -> tuple[GaussianParams, FitInfo]:
-        cov = stats.scatter / (stats.count - self.ddof)
-        cov = 0.5 * (cov + cov.T) + self.reg_covar * jnp.eye(self.dim, dtype=cov.dtype)
-        params = GaussianParams(stats.mean, cov)
-        return params, closed_form_info(params)
+    def _covariance(self, scatter, count):
+        cov = scatter / (count - self.ddof)
+        return 0.5 * (cov + cov.T) + self.reg_covar * jnp.eye(self.dim, dtype=cov.dtype)
 
-    def fit(self, key, x, w, init=None) -> tuple[GaussianParams, FitInfo]:
+    def fit_stats(self, stats: GaussianStats) -> tuple[GaussianModel, FitInfo]:
+        model = GaussianModel(stats.mean, *log_cholesky.factor(self._covariance(stats.scatter, stats.count)))
+        return model, closed_form_info(model)
+
+    def fit(self, key, x, w, init=None) -> tuple[GaussianModel, FitInfo]:
+        """Fit points in the user's coordinates (real data, mixed or pooled training sets)."""
         del key, init  # closed form
         return self.fit_stats(self.stats(x, w))
 
-    def metrics(self, key, params: GaussianParams, source: Source) -> dict:
+    def fit_local(self, key, local, w, init) -> tuple[GaussianModel, FitInfo]:
+        """Fit the points init generated, given as their standard draws z (x = mean + sqrt(lam) L z).
+
+        Exact however far init has collapsed: in its own coordinates the sample has mean m and
+        covariance S = T T^T of order one; the new model is mean + sqrt(lam) L m and sqrt(lam) L T,
+        with log det carried exactly. reg_covar, a floor in the user's coordinates, is added there
+        (the model then never shrinks below it).
+        """
+        del key
+        init = self.model(init)
+        count = jnp.sum(w)
+        local_mean = jnp.einsum("n,nd->d", w, local) / jnp.maximum(count, 1e-30)
+        centred = local - local_mean
+        cov = jnp.einsum("n,nd,ne->de", w, centred, centred) / (count - self.ddof)
+        generating = init.log_diag + 0.5 * jnp.log(self.lam)   # log-scales of sqrt(lam) L
+        mean = init.mean + log_cholesky.matrix(init.unit_chol, generating) @ local_mean
+        t = log_cholesky.cholesky(0.5 * (cov + cov.T))
+
+        def exact(_):
+            return GaussianModel(mean, *log_cholesky.compose(init.unit_chol, generating, t))
+
+        def floored(_):  # the floor lives in the user's coordinates: form the covariance there
+            low = log_cholesky.matrix(init.unit_chol, generating) @ t
+            floor = self.reg_covar * jnp.eye(self.dim, dtype=mean.dtype)
+            return GaussianModel(mean, *log_cholesky.factor(low @ low.T + floor))
+
+        model = jax.lax.cond(self.reg_covar > 0, floored, exact, None)
+        return model, closed_form_info(model)
+
+    def metrics(self, key, params, source: Source) -> dict:
         from jaxcollapse import metrics
 
         del key  # closed forms
-        out = {"log_det_cov": metrics.log_det_spd(params.cov)}
+        model = self.model(params)
+        out = {"log_det_cov": log_cholesky.log_det(model.log_diag),
+               "log_var": log_cholesky.log_mean_var(model.unit_chol, model.log_diag)}
         if source.params is not None:
-            out["w2_to_source"] = metrics.gaussian_w2(params, source.params)
-            out["kl_to_source"] = metrics.gaussian_kl(source.params, params)
+            out["w2_to_source"] = metrics.gaussian_w2(self.record_params(model), source.params)
+            out["kl_to_source"] = metrics.gaussian_kl_to_model(source.params, model)
         return out

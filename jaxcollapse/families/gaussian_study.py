@@ -1,5 +1,8 @@
 """The Gaussian family's study knowledge: source from std/cov, derived std / mean error / det ratio,
-the collapse rule std < 0.1 sigma, and the closed forms of jaxcollapse.theory over its figures."""
+the collapse rule std < 0.1 sigma, and the closed forms of jaxcollapse.theory over its figures.
+
+The derived metrics come from the recorded covariance, a float32 matrix that underflows for a deeply
+collapsed chain (std below ~1e-19 reads 0); the engine's log_var and log_det_cov are exact at any depth."""
 from __future__ import annotations
 
 import math
@@ -59,6 +62,12 @@ class GaussianStudy(StudyKnowledge):
         cov = _source_cov(config, dim)
         curves = []
         if regime == "replace":
+            if metric == "log_var" and dim == 1:
+                curves.append((theory.gaussian_expected_log_var(g, m, math.sqrt(cov[0, 0]), ddof),
+                               r"theory E[log $\sigma_g^2$]"))
+            if metric == "log_det_cov" and m > dim:
+                log_det0 = float(np.linalg.slogdet(cov)[1])
+                curves.append((theory.mvn_expected_log_det(g, m, dim, log_det0, ddof), r"theory E[log det $\Sigma_g$]"))
             if dim == 1:
                 sigma = math.sqrt(cov[0, 0])
                 if metric == "std":
