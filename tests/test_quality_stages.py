@@ -193,7 +193,7 @@ def test_adaptive_real_matches_a_numpy_controller():
     (lambda: jc.correct("gaussian_to_source", -0.1), r"strength must be in \[0.0, 1.0\]"),
     (lambda: jc.adaptive_real(tolerance=0.1, low=0.5, high=0.2), "low must be <= high"),
     (lambda: jc.adaptive_real("accuracy", 0.1), "metric must be 'heldout_nll'"),
-    (lambda: jc.Categorical(4, temperature=0.0), r"temperature must be in \(0.0, inf\]"),
+    (lambda: jc.Categorical(4, temperature=0.0), "temperature must be > 0.0"),
     (lambda: jc.Categorical(4, top_k=5), r"top_k must be an integer in \[0, 4\]"),
     (lambda: jc.Categorical(4, top_p=0.0), r"top_p must be in \(0.0, 1.0\]"),
 ])

@@ -53,8 +53,8 @@ def collapse_times(values, rule: dict, failed_from=None) -> np.ndarray:
 
 def failure_generations(results) -> np.ndarray:
     """[chains] first generation whose fit failed (a non-finite or degenerate model: info.finite False); -1 if none."""
-    finite = getattr(results, "info", None)
-    finite = None if finite is None else dict(finite).get("finite")
+    info = getattr(results, "info", None)
+    finite = getattr(info, "finite", None) if not isinstance(info, dict) else info.get("finite")
     if finite is None:
         return np.full(results.n_chains, -1)
     bad = ~np.asarray(finite, bool).reshape(results.n_chains, -1)
