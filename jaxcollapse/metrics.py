@@ -1,6 +1,7 @@
 """Distances and summaries between fitted models and the source (pure, one chain)."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import xlogy
@@ -11,8 +12,12 @@ from jaxcollapse.families import log_cholesky
 def log_det_spd(cov):
     """log det of a symmetric positive semi-definite matrix via Cholesky: -inf when it is singular, never NaN.
 
-    A pivot within rounding of zero counts as zero (log_cholesky.cholesky); one matrix, no batch axis.
+    A pivot within rounding of zero counts as zero (log_cholesky.cholesky). Leading axes are a batch
+    (a mixture's components: [K, d, d] gives [K]).
     """
+    cov = jnp.asarray(cov)
+    if cov.ndim > 2:
+        return jax.vmap(log_det_spd)(cov)
     return log_cholesky.log_det(log_cholesky.factor(cov)[1])
 
 
