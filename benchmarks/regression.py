@@ -4,7 +4,7 @@ Same chains on both sides (OLS, float32, T rows per generation, labels with nois
 risk ||w_g - w*||^2 kept for every generation): fixed design replace and accumulate (Gerstgrasser
 et al.) and random design replace (Dohmatob et al.). Two NumPy baselines:
   - "same algorithm": each generation forms X^T X and X^T y of its training set and solves, as the
-    engine does (batched einsum + np.linalg.solve);
+    engine does (batched matmul + np.linalg.solve);
   - "projection" (fixed design only): what a careful researcher writes when the design never
     changes: P = (X^T X)^-1 X^T once per chain, then w = P y per generation (O(T d) instead of
     O(T d^2); accumulate keeps the running mean of P y_k, the pooled OLS on a repeated design).
@@ -26,25 +26,30 @@ import jaxcollapse as jc
 
 
 def numpy_same_algorithm(rng, n_chains, n_generations, n_samples, dim, design, accumulate):
-    """All chains at once; each generation's fit from its training set's X^T X and X^T y."""
+    """All chains at once; each generation's fit from its training set's X^T X and X^T y.
+
+    Batched matmul, not np.einsum: einsum("ctd,cte->cde") runs its own unblocked loop (206 ms against
+    11 ms for 10,000 x 100 x 10 here), matmul dispatches each chain's product to BLAS.
+    """
     f32 = np.float32
     w_true = np.full(dim, 1 / np.sqrt(dim), f32)
     x = rng.standard_normal((n_chains, n_samples, dim), dtype=f32)
-    w = np.broadcast_to(w_true, (n_chains, dim))
+    w = np.broadcast_to(w_true, (n_chains, dim))[..., None]                      # [C, d, 1]
     xtx = np.zeros((n_chains, dim, dim), f32)
-    xty = np.zeros((n_chains, dim), f32)
+    xty = np.zeros((n_chains, dim, 1), f32)
     risk = np.empty((n_chains, n_generations + 1), f32)
     for g in range(n_generations + 1):
         if design == "random" and g > 0:
             x = rng.standard_normal((n_chains, n_samples, dim), dtype=f32)
-        y = np.einsum("ctd,cd->ct", x, w) + rng.standard_normal((n_chains, n_samples), dtype=f32)
-        gram, cross = np.einsum("ctd,cte->cde", x, x), np.einsum("ctd,ct->cd", x, y)
+        xt = np.swapaxes(x, 1, 2)
+        y = x @ w + rng.standard_normal((n_chains, n_samples, 1), dtype=f32)
+        gram, cross = xt @ x, xt @ y
         if accumulate:
             xtx, xty = xtx + gram, xty + cross
         else:
             xtx, xty = gram, cross
-        w = np.linalg.solve(xtx, xty[..., None])[..., 0]
-        risk[:, g] = np.sum((w - w_true) ** 2, axis=1)
+        w = np.linalg.solve(xtx, xty)
+        risk[:, g] = np.sum((w[..., 0] - w_true) ** 2, axis=1)
     return risk
 
 
@@ -53,19 +58,20 @@ def numpy_projection(rng, n_chains, n_generations, n_samples, dim, accumulate):
     f32 = np.float32
     w_true = np.full(dim, 1 / np.sqrt(dim), f32)
     x = rng.standard_normal((n_chains, n_samples, dim), dtype=f32)
-    proj = np.linalg.solve(np.einsum("ctd,cte->cde", x, x), np.swapaxes(x, 1, 2))   # [C, d, T]
-    w = np.broadcast_to(w_true, (n_chains, dim))
-    total = np.zeros((n_chains, dim), f32)
+    xt = np.swapaxes(x, 1, 2)
+    proj = np.linalg.solve(xt @ x, xt)                                            # [C, d, T]
+    w = np.broadcast_to(w_true, (n_chains, dim))[..., None]                      # [C, d, 1]
+    total = np.zeros((n_chains, dim, 1), f32)
     risk = np.empty((n_chains, n_generations + 1), f32)
     for g in range(n_generations + 1):
-        y = np.einsum("ctd,cd->ct", x, w) + rng.standard_normal((n_chains, n_samples), dtype=f32)
-        fitted = np.einsum("cdt,ct->cd", proj, y)
+        y = x @ w + rng.standard_normal((n_chains, n_samples, 1), dtype=f32)
+        fitted = proj @ y
         if accumulate:
             total += fitted
             w = total / (g + 1)
         else:
             w = fitted
-        risk[:, g] = np.sum((w - w_true) ** 2, axis=1)
+        risk[:, g] = np.sum((w[..., 0] - w_true) ** 2, axis=1)
     return risk
 
 
