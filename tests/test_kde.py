@@ -40,7 +40,7 @@ def test_replace_variance_in_two_dimensions_on_moons():
 
 
 @pytest.mark.slow
-def test_accumulate_pads_generation_zero_without_changing_it():
+def test_accumulate_pads_generation_zero_without_changing_it_and_chunks_bit_for_bit():
     fam = jc.KDE(bandwidth=H, dim=1)
     kwargs = dict(n_chains=4, n_generations=3, n_samples=N)
     acc = jc.simulate(jax.random.key(2), fam, fam.make_blob(), regime=jc.accumulate(), **kwargs)
@@ -49,6 +49,10 @@ def test_accumulate_pads_generation_zero_without_changing_it():
     for name in rep.metrics:
         np.testing.assert_allclose(acc.metrics[name][:, 0], rep.metrics[name][:, 0], rtol=1e-5)
     np.testing.assert_array_equal(acc.params.weights[:, 0, N:], 0.0)
+    chunked = jc.simulate(jax.random.key(2), fam, fam.make_blob(), regime=jc.accumulate(), chunk_size=2, **kwargs)
+    for a, b in zip(jax.tree_util.tree_leaves((acc.params, acc.metrics)),
+                    jax.tree_util.tree_leaves((chunked.params, chunked.metrics))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))    # the growing pool carried across chunks
 
 
 # ---------------------------------------------------------------- references
@@ -102,6 +106,11 @@ def test_bad_bandwidth_raises_naming_it(bandwidth):
         jc.KDE(bandwidth=bandwidth)
 
 
+def test_bandwidth_is_one_number():
+    with pytest.raises(ValueError, match="bandwidth must be one number"):
+        jc.KDE(bandwidth=np.array([0.1, 0.2]))
+
+
 def test_sources_of_another_dimension_raise_naming_them():
     fam = jc.KDE(bandwidth=0.3, dim=2)
     with pytest.raises(ValueError, match=r"source must be a data array \[n, 2\]"):
@@ -109,6 +118,9 @@ def test_sources_of_another_dimension_raise_naming_them():
     with pytest.raises(ValueError, match=r"source mean must have shape \(2,\)"):
         jc.simulate(jax.random.key(0), fam, jc.GaussianParams(np.zeros(3), np.eye(3)), n_chains=2, n_generations=1,
                     n_samples=8)
+    with pytest.raises(ValueError, match=r"source points must be a data array \[n, 2\]"):
+        jc.simulate(jax.random.key(0), fam, jc.KDE(bandwidth=0.3, dim=3).make_params(np.zeros((5, 3))), n_chains=2,
+                    n_generations=1, n_samples=8)
     with pytest.raises(ValueError, match="two moons are 2-D"):
         jc.KDE(bandwidth=0.3, dim=1).make_moons()
     with pytest.raises(ValueError, match="weights"):

@@ -124,6 +124,40 @@ def test_gaussian_mean_accumulate_pathway():
     assert big == pytest.approx(np.pi ** 2 / 6, rel=1e-3)
 
 
+# ---------------------------------------------------------------- the engine's contract off the contract test's path
+# (tests/test_family_contract.py runs the fixed design under keep_real: here the random design and the
+# sufficient-statistics path of accumulate)
+CONTRACT = dict(n_chains=3, n_generations=4, n_samples=6, regime=jc.accumulate(), snapshot_at=[0, 4])
+
+
+@pytest.fixture(scope="module")
+def random_accumulate():
+    fam = jc.LinearRegression(dim=2, noise_std=0.5, design="random")
+    src = fam.make_params(w=[1.0, -0.5], cov=[[1.0, 0.2], [0.2, 0.5]])
+    return fam, src, jc.simulate(jax.random.key(3), fam, src, **CONTRACT)
+
+
+def _same_bits(a, b):
+    for left, right in zip(jax.tree_util.tree_leaves((a.params, a.metrics, a.info, a.snapshots)),
+                           jax.tree_util.tree_leaves((b.params, b.metrics, b.info, b.snapshots))):
+        np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+
+
+def test_random_design_accumulate_chunked_equals_one_piece(random_accumulate):
+    fam, src, res = random_accumulate
+    _same_bits(res, jc.simulate(jax.random.key(3), fam, src, chunk_size=3, **CONTRACT))
+
+
+def test_random_design_accumulate_vmapped_equals_replayed_chains(random_accumulate):
+    fam, src, res = random_accumulate
+    assert not res.failed.any()
+    for i in range(CONTRACT["n_chains"]):
+        alone = jc.simulate(res.chain_key(i), fam, src, **{**CONTRACT, "n_chains": 1}).chain(0)
+        for a, b in zip(jax.tree_util.tree_leaves((res.chain(i).params, res.chain(i).metrics)),
+                        jax.tree_util.tree_leaves((alone.params, alone.metrics))):
+            np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------- the fit against scikit-learn
 @pytest.mark.parametrize("ridge", [0.0, 0.7])
 def test_weighted_fit_equals_scikit_learn_ridge(ridge):
@@ -169,10 +203,24 @@ def test_bad_runs_and_sources_raise_before_compiling():
     other = jc.LinearRegression(dim=2, noise_std=1.0).make_params(w=[1.0, 0.0])
     with pytest.raises(ValueError, match=r"source w must have shape \(3,\)"):
         jc.simulate(jax.random.key(0), fam, other, n_chains=2, n_generations=1, n_samples=8)
+    wide_cov = src._replace(cov=np.eye(2))
+    with pytest.raises(ValueError, match=r"source cov must have shape \(3, 3\)"):
+        jc.simulate(jax.random.key(0), fam, wide_cov, n_chains=2, n_generations=1, n_samples=8)
     with pytest.raises(ValueError, match="synthetic_share"):
         fam.make_params(w=[1.0, 0.0, 0.0], synthetic_share=1.5)
     with pytest.raises(ValueError, match="parametric source"):
         jc.simulate(jax.random.key(0), fam, np.zeros((10, 3)), n_chains=2, n_generations=1, n_samples=8)
+
+
+def test_family_numbers_are_single_and_a_given_design_has_n_samples_rows():
+    with pytest.raises(ValueError, match="ridge must be one number"):
+        jc.LinearRegression(dim=2, noise_std=1.0, ridge=np.array([0.0, 0.1]))
+    with pytest.raises(ValueError, match="noise_std must be one number"):
+        jc.LinearRegression(dim=2, noise_std=[1.0, 2.0])
+    fam = jc.LinearRegression(dim=3, noise_std=1.0)
+    short = fam.make_params(w=[1.0, 0.0, 0.0], design=np.random.default_rng(0).standard_normal((2, 3)))
+    with pytest.raises(ValueError, match="source design must have n_samples = 8 rows"):  # rank 2 < d, cycled
+        jc.simulate(jax.random.key(0), fam, short, n_chains=2, n_generations=1, n_samples=8)
 
 
 def test_theory_refuses_sizes_where_the_ols_error_is_infinite():

@@ -70,6 +70,8 @@ class KDE(KDEStudy, FamilyBase):
     heldout_size = 256
 
     def __post_init__(self):
+        if _checks.is_concrete(self.bandwidth) and np.ndim(self.bandwidth) != 0:  # one model per family
+            raise ValueError(f"bandwidth must be one number > 0.0, got an array of shape {np.shape(self.bandwidth)}")
         _checks.number_in("bandwidth", self.bandwidth, 0.0, np.inf, low_open=True)
         _checks.positive_int("dim", self.dim)
 

@@ -82,8 +82,11 @@ class LinearRegression(RegressionStudy, FamilyBase):
 
     def __post_init__(self):
         _checks.positive_int("dim", self.dim)
-        _checks.number_in("noise_std", self.noise_std, 0.0, np.inf)
-        _checks.number_in("ridge", self.ridge, 0.0, np.inf)
+        for name in ("noise_std", "ridge"):
+            value = getattr(self, name)
+            if _checks.is_concrete(value) and np.ndim(value) != 0:  # one model per family: a sweep is a grid
+                raise ValueError(f"{name} must be one number >= 0.0, got an array of shape {np.shape(value)}")
+            _checks.number_in(name, value, 0.0, np.inf)
         if self.design not in DESIGNS:
             raise ValueError(f"design must be one of {DESIGNS}, got {self.design!r}")
 
@@ -134,6 +137,10 @@ class LinearRegression(RegressionStudy, FamilyBase):
         """A fixed design draws the chain's n_samples covariates once (unless the source gives one)."""
         source = super().chain_source(key, source, n_samples)
         params = source.params
+        if params is not None and params.design is not None and params.design.shape[0] != n_samples:
+            # shapes are static: this runs while tracing, before anything compiles
+            raise ValueError(f"source design must have n_samples = {n_samples} rows (the T rows every generation "
+                             f"labels), got {params.design.shape[0]}")
         if self.design != "fixed" or params is None or params.design is not None:
             return source
         return source._replace(params=params._replace(design=_covariates(key, params.cov, n_samples)))
