@@ -6,9 +6,10 @@ Two ways to form mini-batches from weighted points (x [n, ...], w [n] >= 0):
 
     weighted_draws(n_steps, batch_size)  every step draws batch_size indices with replacement,
         with probability proportional to w (the VAE's scheme); the loss sees weights 1.
-    epochs(n_epochs, batch_size)         every epoch is a fresh permutation of the n points cut
-        into n // batch_size batches (the remainder sits the epoch out); the loss sees each point's
-        weight, so a dropped point (w = 0) counts for nothing.
+    epochs(n_epochs, batch_size)         every epoch is a fresh random order of the n points cut
+        into n // batch_size batches (what is left over sits the epoch out); zero-weight points come
+        last in every order, and the loss weighs each point by w, so a dropped point (w = 0) counts
+        for nothing: with n // batch_size unchanged, appending one equals leaving it out, bit for bit.
 
 The loss is ``loss_fn(params, key, batch_x, batch_w) -> scalar``, its key the step's own.
 """
@@ -49,7 +50,7 @@ def train(loss_fn: Callable, params: Any, optimiser: optax.GradientTransformatio
         xs, pick = step_keys, _draw_by_weight(w, batches.batch_size)
     elif batches.kind == "epochs":
         k_order, k_steps = jax.random.split(key)
-        index = _shuffled_batches(k_order, w.shape[0], batches)
+        index = _shuffled_batches(k_order, w.shape[0], w, batches)
         xs = (index, jax.random.split(k_steps, index.shape[0]))
         pick = _given_index
     else:
@@ -92,10 +93,30 @@ def _given_index(step_input):
     return idx, k_loss, lambda w, idx: w[idx]
 
 
-def _shuffled_batches(key, n: int, batches: Batches) -> jax.Array:
-    """[n_epochs * (n // batch_size), batch_size] point indices: one permutation per epoch."""
+def _shuffled_batches(key, n: int, w, batches: Batches) -> jax.Array:
+    """[n_epochs * (n // batch_size), batch_size] point indices: one random order per epoch.
+
+    Each point's sort key is drawn from fold_in(epoch key, its index), so appended points leave the
+    others' keys alone; zero-weight points sort last.
+    """
     per_epoch = n // batches.batch_size
     if per_epoch < 1:
         raise ValueError(f"batch_size ({batches.batch_size}) must be <= the number of training points ({n})")
-    orders = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, batches.n))
+
+    def order(k):
+        u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(k, i)))(jnp.arange(n))
+        return jnp.argsort(jnp.where(w > 0, u, jnp.inf))
+
+    orders = jax.vmap(order)(jax.random.split(key, batches.n))
     return orders[:, : per_epoch * batches.batch_size].reshape(-1, batches.batch_size)
+
+
+def plateaued(losses: jax.Array) -> jax.Array:
+    """Whether training reached a plateau: the mean loss of the last tenth of the steps is not lower than
+    that of the tenth before it by more than 2 standard errors (True for runs too short to tell)."""
+    m = max(losses.shape[0] // 10, 1)
+    if losses.shape[0] < 2 * m or m < 2:
+        return jnp.asarray(True)
+    last, before = losses[-m:], losses[-2 * m:-m]
+    se = jnp.sqrt(jnp.var(last) / m + jnp.var(before) / m)
+    return (jnp.mean(before) - jnp.mean(last)) <= 2.0 * se

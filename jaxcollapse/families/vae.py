@@ -238,7 +238,7 @@ class VAE(FamilyBase):
         finite = all_finite(params) & jnp.isfinite(log_lik)
         info = FitInfo(
             n_iter=jnp.asarray(self.n_steps, jnp.int32),
-            converged=finite & _plateaued(trace),
+            converged=finite & _training.plateaued(losses),
             log_lik=log_lik,
             finite=finite,
         )
@@ -270,11 +270,3 @@ class VAE(FamilyBase):
             out["nll_bound_source"] = -jnp.mean(elbo)  # nats per image, an upper bound on -log p(x)
         return out
 
-
-def _plateaued(trace: jax.Array) -> jax.Array:
-    m = max(trace.shape[0] // 10, 1)
-    if trace.shape[0] < 2 * m or m < 2:
-        return jnp.asarray(True)
-    last, before = trace[-m:], trace[-2 * m:-m]
-    se = jnp.sqrt(jnp.var(last) / m + jnp.var(before) / m)
-    return (jnp.mean(last) - jnp.mean(before)) <= 2.0 * se
