@@ -32,7 +32,7 @@ import optax
 
 from jaxcollapse import _checks
 from jaxcollapse.families import _decoding, _training
-from jaxcollapse.families._transformer_net import DecoderLM, empty_cache
+from jaxcollapse.families._transformer_net import DecoderLM, empty_cache, init_params
 from jaxcollapse.families.base import FamilyBase, all_finite, family, register
 from jaxcollapse.families.ngram import TOKENIZERS, check_token_blocks
 from jaxcollapse.families.transformer_study import TransformerStudy
@@ -163,7 +163,7 @@ class Transformer(TransformerStudy, FamilyBase):
 
     # ---- the model -------------------------------------------------------------------------
     def init_params(self, key):
-        return self.net.init(key, jnp.zeros((1, self.block), jnp.int32))["params"]
+        return init_params(self.net, key)
 
     def token_log_probs(self, model, x) -> jax.Array:
         """log p(x[:, t] | x[:, :t]) for t = 1, ..., block - 1: [n, block - 1]."""
