@@ -78,6 +78,29 @@ def test_written_blocks_keep_their_prompts_and_metrics_count_them(trained):
     np.testing.assert_allclose(metrics["generated_perplexity"], np.exp(-log_p.mean(axis=1)), rtol=1e-4)
 
 
+def test_empty_slots_of_a_training_set_are_no_steps():
+    """fresh_real's training sets hold n points in 2n slots (the rest weight 0): epochs over them must train
+    exactly like epochs over the n points (no step on an all-empty batch, not even Adam's momentum)."""
+    import optax
+
+    from jaxcollapse.families import _training
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(24, 3)), jnp.float32)
+
+    def loss(p, key, batch, w):
+        return _training.weighted_mean(jnp.sum((batch - p) ** 2, axis=-1), w)
+
+    train = jax.jit(lambda x, w: _training.train(loss, jnp.zeros(3), optax.adam(0.1), jax.random.key(0), x, w,
+                                                 _training.epochs(3, 4)))
+    alone, alone_losses = train(x[:12], jnp.ones(12))
+    padded, padded_losses = train(x, jnp.concatenate([jnp.ones(12), jnp.zeros(12)]))
+    np.testing.assert_array_equal(padded, alone)
+    taken = ~np.isnan(np.asarray(padded_losses))
+    assert taken.sum() == 9  # the same 9 steps (their losses differ in the last bit: two compiled programs)
+    np.testing.assert_allclose(np.asarray(padded_losses)[taken], alone_losses, rtol=1e-6)
+    assert float(_training.mean_loss(padded_losses)) == pytest.approx(float(np.mean(alone_losses)), rel=1e-6)
+
+
 # ---------------------------------------------------------------- decoding against NumPy
 LOGITS = np.array([1.2, 0.6, -0.3, 0.1], np.float32)
 
@@ -117,7 +140,7 @@ def test_sampling_settings_draw_the_transformed_distribution(decoded_draws, name
 
 
 TABLE = np.random.default_rng(2).normal(size=(5, 5)).astype(np.float32)  # logits of the next token given the last
-DECAY = 0.7                                                               # ... minus DECAY x its count so far
+DECAY = 2.0                                                               # ... minus DECAY x its count so far
 
 
 def _toy_step(token, pos, counts):
@@ -140,9 +163,9 @@ def _numpy_beam_search(prompt, block, n_beams, penalty):
 
 
 def test_beam_search_equals_a_numpy_beam_search():
-    prompts = np.random.default_rng(3).integers(0, 5, size=(6, 2)).astype(np.int32)
-    written = jax.jit(lambda p: _decoding.beam_blocks(_toy_step, jnp.zeros((6, 5)), p, 7, 3, 1.5))(prompts)
-    expected = [_numpy_beam_search(list(p), 7, 3, 1.5) for p in prompts]
+    prompts = np.random.default_rng(3).integers(0, 5, size=(40, 2)).astype(np.int32)
+    written = jax.jit(lambda p: _decoding.beam_blocks(_toy_step, jnp.zeros((40, 5)), p, 12, 3, 1.5))(prompts)
+    expected = [_numpy_beam_search(list(p), 12, 3, 1.5) for p in prompts]
     np.testing.assert_array_equal(np.asarray(written), np.array(expected))
 
 
@@ -175,3 +198,31 @@ def test_bad_sources_and_studies_raise():
         config.check({"family": {"name": "transformer", "vocab_size": 10, "dropout": 0.1},
                       "source": {}, "regime": {"kind": "replace"}, "run": {"n_chains": 1, "n_generations": 1,
                                                                            "n_samples": 8}})
+
+
+# ---------------------------------------------------------------- a chain, slow
+@pytest.mark.slow
+def test_a_fine_tuned_beam_chain_scores_its_text_under_its_own_generation_0():
+    """Beam search and init="previous" through the engine; every recorded metric replayed by hand from the
+    recorded networks, with the generation-0 network as the scorer of the generation-g text."""
+    from jaxcollapse.engine.step import METRICS_STREAM
+    from jaxcollapse.families.transformer import TransformerParams
+
+    text = load_text("char", block=BLOCK)
+    fam = jc.Transformer(vocab_size=len(text.vocab), block=BLOCK, d_model=32, n_heads=2, n_layers=1, epochs=2,
+                         batch_size=16, learning_rate=3e-3, init="previous", prompt_length=3, decoding="beam",
+                         n_beams=3, repetition_penalty=1.5, n_eval=8)
+    source = jc.Source(data=text.train[:512], heldout=text.heldout[:64])
+    key = jax.random.key(4)
+    res = jc.simulate(key, fam, source, n_chains=1, n_generations=3, n_samples=128, regime=jc.fresh_real(0.25))
+    assert not res.failed.any()
+    checked = fam.check_source(source)
+    metrics = jax.jit(fam.metrics)
+    model = lambda g: jax.tree_util.tree_map(lambda a: a[0, g], res.params.model)  # noqa: E731
+    for g in range(4):
+        replay = metrics(jax.random.fold_in(key, METRICS_STREAM), TransformerParams(model(g), model(0)), checked)
+        for name, value in replay.items():
+            np.testing.assert_allclose(np.asarray(res.metrics[name][0, g], float), np.asarray(value, float),
+                                       rtol=1e-3, err_msg=f"{name}, generation {g}")
+    perplexity = np.asarray(res.metrics["heldout_perplexity"][0])
+    assert np.all(np.isfinite(perplexity)) and np.all(perplexity > 1)

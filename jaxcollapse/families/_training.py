@@ -8,8 +8,11 @@ Two ways to form mini-batches from weighted points (x [n, ...], w [n] >= 0):
         with probability proportional to w (the VAE's scheme); the loss sees weights 1.
     epochs(n_epochs, batch_size)         every epoch is a fresh random order of the n points cut
         into n // batch_size batches (what is left over sits the epoch out); zero-weight points come
-        last in every order, and the loss weighs each point by w, so a dropped point (w = 0) counts
-        for nothing: with n // batch_size unchanged, appending one equals leaving it out, bit for bit.
+        last in every order, the loss weighs each point by w, and a batch of zero-weight points only
+        is no step at all (the optimiser's state stays as it was; its loss is recorded as NaN). So a
+        dropped point (w = 0) counts for nothing: with n // batch_size unchanged, appending one equals
+        leaving it out, bit for bit; and a training set of n slots holding m points (fresh_real's 2n
+        slots for n points) trains like the m points alone, at the compute of the n slots.
 
 The loss is ``loss_fn(params, key, batch_x, batch_w) -> scalar``, its key the step's own.
 """
@@ -60,9 +63,17 @@ def train(loss_fn: Callable, params: Any, optimiser: optax.GradientTransformatio
         p, opt_state = carry
         idx, k_loss, batch_w = pick(step_input)
         batch_x = jax.tree_util.tree_map(lambda a: a[idx], x)
-        value, grads = jax.value_and_grad(loss_fn)(p, k_loss, batch_x, batch_w(w, idx))
-        updates, opt_state = optimiser.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), value
+        batch_w = batch_w(w, idx)
+        value, grads = jax.value_and_grad(loss_fn)(p, k_loss, batch_x, batch_w)
+        updates, new_state = optimiser.update(grads, opt_state, p)
+        new_p = optax.apply_updates(p, updates)
+        if batches.kind == "weighted_draws":  # every drawn batch holds points
+            return (new_p, new_state), value
+        # an all-zero-weight batch is no step: without this, Adam's momentum would keep moving the params
+        active = jnp.sum(batch_w) > 0
+        keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
+        carry = (jax.tree_util.tree_map(keep, new_p, p), jax.tree_util.tree_map(keep, new_state, opt_state))
+        return carry, jnp.where(active, value, jnp.nan)
 
     (params, _), losses = jax.lax.scan(step, (params, optimiser.init(params)), xs)
     return params, losses
@@ -113,10 +124,30 @@ def _shuffled_batches(key, n: int, w, batches: Batches) -> jax.Array:
 
 def plateaued(losses: jax.Array) -> jax.Array:
     """Whether training reached a plateau: the mean loss of the last tenth of the steps is not lower than
-    that of the tenth before it by more than 2 standard errors (True for runs too short to tell)."""
+    that of the tenth before it by more than 2 standard errors (True for runs too short to tell).
+    Steps that were skipped (NaN losses: batches without points) are left out of both tenths."""
     m = max(losses.shape[0] // 10, 1)
     if losses.shape[0] < 2 * m or m < 2:
         return jnp.asarray(True)
-    last, before = losses[-m:], losses[-2 * m:-m]
-    se = jnp.sqrt(jnp.var(last) / m + jnp.var(before) / m)
-    return (jnp.mean(before) - jnp.mean(last)) <= 2.0 * se
+    last, before = _steps(losses[-m:]), _steps(losses[-2 * m:-m])
+    se = jnp.sqrt(last.var / last.count + before.var / before.count)
+    return ~((before.mean - last.mean) > 2.0 * se)   # not a clear improvement (also when a tenth had no step)
+
+
+def mean_loss(losses: jax.Array) -> jax.Array:
+    """Mean of the steps taken (NaN losses are skipped steps); NaN if none was taken."""
+    return _steps(losses).mean
+
+
+class _Steps(NamedTuple):
+    count: jax.Array
+    mean: jax.Array
+    var: jax.Array
+
+
+def _steps(losses):
+    taken = ~jnp.isnan(losses)
+    count = jnp.sum(taken)
+    mean = jnp.sum(jnp.where(taken, losses, 0.0)) / count
+    var = jnp.sum(jnp.where(taken, (losses - mean) ** 2, 0.0)) / count
+    return _Steps(count, mean, var)

@@ -175,7 +175,7 @@ class Transformer(TransformerStudy, FamilyBase):
         return jnp.sum(self.token_log_probs(params.model, x), axis=-1)
 
     def fit(self, key, x, w, init=None) -> tuple[TransformerParams, FitInfo]:
-        """Train; FitInfo.log_lik is the mean token log-likelihood of the last epoch's mini-batches."""
+        """Train; FitInfo.log_lik is the mean token log-likelihood of the last epoch's mini-batches (weighted)."""
         k_init, k_train = jax.random.split(key)
         model = init.model if (self.init == "previous" and init is not None) else self.init_params(k_init)
 
@@ -186,7 +186,7 @@ class Transformer(TransformerStudy, FamilyBase):
         batches = _training.epochs(self.epochs, self.batch_size)
         model, losses = _training.train(loss, model, optax.adam(self.learning_rate), k_train, x,
                                         jnp.asarray(w, jnp.result_type(float)), batches)
-        log_lik = -jnp.mean(losses[-(x.shape[0] // self.batch_size):])
+        log_lik = -_training.mean_loss(losses[-(x.shape[0] // self.batch_size):])
         finite = all_finite(model) & jnp.isfinite(log_lik)
         info = FitInfo(n_iter=jnp.asarray(losses.shape[0], jnp.int32),
                        converged=finite & _training.plateaued(losses), log_lik=log_lik, finite=finite)
