@@ -54,7 +54,7 @@ SMOKE = {
                 family=dict(latent_dim=2, hidden=(8,), n_steps=4, batch_size=8, n_eval=16)),
     "scaling_gaussian": dict(first=4, max_chains=8, n_samples=20, n_generations=3),
     "scaling_gmm": dict(first=4, max_chains=4, n_samples=200, n_generations=2),
-    "transformer": dict(FULL["transformer"], chains=(1, 2), n_samples=16,
+    "transformer": dict(FULL["transformer"], chains=(2,), n_samples=16,  # one shape: compiling is the cost
                         family=dict(block=16, d_model=8, n_heads=2, n_layers=1, epochs=1, batch_size=8, prompt_length=2,
                                     n_eval=4, tokenizer="char")),
 }
