@@ -5,7 +5,7 @@ memory is its own and a crash or a hang ends that case only:
 
 The case's JSON is rewritten after every row, so a case killed at its time limit still leaves the
 rows it finished. Only the public API is used (jc.simulate, jaxcollapse.engine.ChainProgram start/advance,
-jc.Gaussian, jc.GMM, jc.VAE, jaxcollapse.datasets); metric names and record layouts are looked up
+jc.Gaussian, jc.GMM, jc.VAE, jc.Transformer, jaxcollapse.datasets); metric names and record layouts are looked up
 defensively, since the engine's internals move.
 """
 from __future__ import annotations
@@ -22,8 +22,7 @@ import traceback
 import numpy as np
 
 # families a later version may add; a case for one is written only once its API is known
-FAMILY_CASES = {"ngram": "NGram", "transformer": "Transformer", "linear_regression": "LinearRegression",
-                "kde": "KDE"}
+FAMILY_CASES = {"ngram": "NGram", "linear_regression": "LinearRegression", "kde": "KDE"}
 
 FULL = {
     # the paper's GMM chain (experiments/paper_gmm.toml): as many generations as fit in timed_seconds
@@ -37,6 +36,11 @@ FULL = {
                             n_steps=1500, batch_size=64, learning_rate=1e-3, next_data="mean", init="scratch")),
     "scaling_gaussian": dict(first=2**18, max_chains=2**28, n_samples=100, n_generations=10),
     "scaling_gmm": dict(first=2**14, max_chains=2**22, n_samples=1000, n_generations=2),
+    # experiments/paper_lm_transformer.toml's network and training; generation 0 and one generation on written text
+    "transformer": dict(chains=(1, 256, 16), n_samples=256, n_generations=1, goal_ratio=5.0,
+                        family=dict(block=64, d_model=64, n_heads=4, n_layers=2, epochs=5, batch_size=16,
+                                    learning_rate=3e-3, prompt_length=4, decoding="sample", n_eval=32,
+                                    tokenizer="char")),
 }
 
 # Smoke: every case tiny. Shapes are shared where the cases allow it (scaling_gaussian's 8 chains are the
@@ -50,6 +54,9 @@ SMOKE = {
                 family=dict(latent_dim=2, hidden=(8,), n_steps=4, batch_size=8, n_eval=16)),
     "scaling_gaussian": dict(first=4, max_chains=8, n_samples=20, n_generations=3),
     "scaling_gmm": dict(first=4, max_chains=4, n_samples=200, n_generations=2),
+    "transformer": dict(FULL["transformer"], chains=(2,), n_samples=16,  # one shape: compiling is the cost
+                        family=dict(block=16, d_model=8, n_heads=2, n_layers=1, epochs=1, batch_size=8, prompt_length=2,
+                                    n_eval=4, tokenizer="char")),
 }
 
 
@@ -419,29 +426,51 @@ def vae(case, cfg, budget, smoke):
                               n_samples=cfg["n_samples"], n_generations=0,
                               what="one generation per chain: the generation-0 fit on real digits and its metrics "
                                    "(a later generation runs the same fit on generated images)"))
+    chain_ratio(case, cfg, budget, smoke, jc, family, train, record, n_generations=0, label="vae")
+
+
+def chain_ratio(case, cfg, budget, smoke, jc, family, source, record, n_generations, label):
+    """Rows for cfg['chains'] chains (in that order, while the budget lasts); goal: the most chains in under
+    cfg['goal_ratio'] times the time of one."""
     last = None
     for n in cfg["chains"]:
         if last is not None and not budget.fits(last["first_call_seconds"] + last["wall_seconds"]):
             case.note(f"time budget: skipped n_chains={n} and later")
             break
         try:
-            records, first, steady = time_program(jc, family, train, n_chains=n, n_generations=0,
-                                               n_samples=cfg["n_samples"], record=record)
+            records, first, steady = time_program(jc, family, source, n_chains=n, n_generations=n_generations,
+                                                  n_samples=cfg["n_samples"], record=record)
         except Exception as error:  # noqa: BLE001
             case.update(errors=case.data.get("errors", []) + [f"n_chains={n}: {short_error(error)}"])
-            log(f"vae n_chains={n}: {short_error(error)}")
+            log(f"{label} n_chains={n}: {short_error(error)}")
             if is_out_of_memory(error):
                 break
             continue
-        last = rate_row(n, 1, first, steady, config=f"{n} chains", failed_chains=failed_chains(records))
+        last = rate_row(n, n_generations + 1, first, steady, config=f"{n} chains", failed_chains=failed_chains(records))
         case.add_row(last)
-        log(f"vae n_chains={n}: {steady:.2f} s (compile {last['compile_seconds']:.1f} s)")
+        log(f"{label} n_chains={n}: {steady:.2f} s (compile {last['compile_seconds']:.1f} s)")
     seconds = {r["n_chains"]: r["wall_seconds"] for r in case.data["rows"]}
     one, most = min(seconds, default=None), max(seconds, default=None)
     ratio = seconds[most] / seconds[one] if seconds and most != one else None
     case.update(goal=f"{max(cfg['chains'])} chains in under {cfg['goal_ratio']:.0f}x the time of 1", goal_value=ratio,
                 goal_compared=f"{most} chains / {one} chain" if ratio is not None else None,
                 goal_met=None if smoke or ratio is None or most != max(cfg["chains"]) else ratio < cfg["goal_ratio"])
+
+
+# ---------------------------------------------------------------- Transformer
+def transformer(case, cfg, budget, smoke):
+    import jaxcollapse as jc
+
+    text = jc.datasets.load_text(cfg["family"]["tokenizer"], block=cfg["family"]["block"])
+    family = jc.Transformer(vocab_size=len(text.vocab), **cfg["family"])
+    source = jc.Source(data=text.train, heldout=text.heldout[:256])
+    record = pick_record(jc, family, source, ("heldout_perplexity", "generated_perplexity"), cfg["n_samples"])
+    case.update(settings=dict(family=f"Transformer({cfg['family']})", data="load_text char blocks, shipped corpus",
+                              n_samples=cfg["n_samples"], n_generations=cfg["n_generations"],
+                              what="generation 0 (fit on real blocks, metrics) and one generation on the text it "
+                                   "writes (writing, fit, metrics), per chain"))
+    chain_ratio(case, cfg, budget, smoke, jc, family, source, record, n_generations=cfg["n_generations"],
+                label="transformer")
 
 
 # ---------------------------------------------------------------- scaling sweeps
@@ -496,7 +525,7 @@ def scaling_gmm(case, cfg, budget, smoke):
 
 
 CASES = {"gmm_paper": gmm_paper, "gaussian": gaussian, "vae": vae, "scaling_gaussian": scaling_gaussian,
-         "scaling_gmm": scaling_gmm}
+         "scaling_gmm": scaling_gmm, "transformer": transformer}
 
 
 def main(argv=None):

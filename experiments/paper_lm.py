@@ -15,6 +15,9 @@ The generation-0 model is the model fitted to the whole training split: every ch
 0 here, since every real block prompts once per generation (n_samples = the training split).
 
 Run:  python experiments/paper_lm.py [--out results/paper_lm] [--set run.n_chains=16 ...] [--force]
+      python experiments/paper_lm.py --study experiments/paper_lm_transformer.toml --out results/paper_lm_transformer
+
+With the Transformer variant each chain's generation-0 model is its own fit on its real sample.
 """
 from __future__ import annotations
 
@@ -39,12 +42,14 @@ SHOWN_WORDS = 40
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/paper_lm")
+    ap.add_argument("--study", default=str(STUDY), help="the study file (default: paper_lm.toml, the n-gram)")
+    ap.add_argument("--out", default=None, help="results folder (default: results/<the study's name>)")
     ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     ap.add_argument("--force", action="store_true", help="overwrite an existing results directory")
     args = ap.parse_args(argv)
 
-    outcome = run_study(STUDY, args.out, overrides=args.overrides, force=args.force, show_progress=False,
+    out = args.out or f"results/{Path(args.study).stem}"
+    outcome = run_study(Path(args.study), out, overrides=args.overrides, force=args.force, show_progress=False,
                         log=lambda m: print(m, file=sys.stderr, flush=True))
     runs = {_label(plan): outcome.results[plan.label] for plan in outcome.plans}
     figures = Path(outcome.path) / "figures"
@@ -70,10 +75,10 @@ def sample_text(plans) -> str:
     """Chain 0 of each setting replayed with its generated text kept at the chosen generations."""
     lines = ["# What the chains write", "",
              "Chain 0 of each setting, replayed from its key (`jc.simulate(chain_key, ..., n_chains=1)` gives the "
-             "same chain), with the text each model writes stored. Each block starts from the first word of a "
-             "real block (its prompt: a bigram remembers one word); words outside the 999 most frequent are "
-             "<unk>. Generation g's text is what the model of generation g writes, the training text of "
-             "generation g + 1.", ""]
+             "same chain), with the text each model writes stored. Each block starts from the first tokens of a "
+             "real block (its prompt: the first word for a bigram, which remembers one word; the first "
+             "prompt_length tokens for the Transformer); words outside the vocabulary are <unk>. Generation g's "
+             "text is what the model of generation g writes, the training text of generation g + 1.", ""]
     text = None
     for plan in plans:
         fam, run = plan.family, plan.config["run"]

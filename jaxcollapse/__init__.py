@@ -20,6 +20,8 @@ from jaxcollapse.families import (
     RegressionParams,
     RegressionSource,
     SufficientStats,
+    Transformer,
+    TransformerParams,
     VAEParams,
 )
 from jaxcollapse.io import load
@@ -42,9 +44,9 @@ from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo",
-           "GMMParams", "Gaussian", "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "NGram",
-           "NGramParams", "RegressionParams", "RegressionSource", "Result", "Source", "SufficientStats", "TrainingSet",
-           "VAEParams", "accumulate", "accumulate_subsample", "adaptive_real", "correct", "curate", "datasets",
-           "filter_top", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics", "pipeline", "replace",
+__all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Context", "Family", "FitInfo", "GMMParams",
+           "Gaussian", "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "NGram", "NGramParams",
+           "RegressionParams", "RegressionSource", "Result", "Source", "SufficientStats", "TrainingSet", "Transformer",
+           "TransformerParams", "VAEParams", "accumulate", "accumulate_subsample", "adaptive_real", "correct", "curate",
+           "datasets", "filter_top", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics", "pipeline", "replace",
            "scores", "simulate", "stage", "theory", "verify"]

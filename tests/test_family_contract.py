@@ -41,6 +41,10 @@ ROWS = {
                jc.Source(data=DIGIT_LIKE[:48], heldout=DIGIT_LIKE[48:]), 16, {"learning_rate": 3e-3}, rtol=1e-3),
     "ngram": Row(jc.NGram(2, 6, 0.1, block=8, n_eval=4, top_p=0.9),
                  jc.Source(data=TOKEN_BLOCKS[:40], heldout=TOKEN_BLOCKS[40:]), 16, {"smoothing": 0.5}),
+    "transformer": Row(jc.Transformer(vocab_size=6, block=8, d_model=8, n_heads=2, n_layers=1, epochs=1, batch_size=4,
+                                      prompt_length=2, n_eval=4, top_k=4),
+                       jc.Source(data=TOKEN_BLOCKS[:40], heldout=TOKEN_BLOCKS[40:]), 16, {"learning_rate": 3e-3},
+                       rtol=1e-3),
 }
 
 

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MEASURED = ["gmm_paper", "gaussian", "vae", "scaling_gaussian", "scaling_gmm"]
-FAMILIES = ["ngram", "transformer", "linear_regression", "kde"]  # skipped until a version has them
+MEASURED = ["gmm_paper", "gaussian", "vae", "transformer", "scaling_gaussian", "scaling_gmm"]
+FAMILIES = ["ngram", "linear_regression", "kde"]  # skipped until a version has them
 
 
 def _run(*args):
@@ -50,6 +50,7 @@ def test_smoke_run_writes_every_case(tmp_path):
     lanes = by_name["gmm_paper"]["rows"][0]["lanes"]
     assert 0 < lanes["lane_efficiency"] <= 1 and lanes["max_iterations"] >= lanes["mean_iterations"] >= 1
     assert by_name["vae"]["goal_value"] > 0 and by_name["vae"]["goal_met"] is None  # smoke: not judged
+    assert by_name["transformer"]["rows"][0]["n_chains"] == 2 and by_name["transformer"]["goal_met"] is None
     assert "chain-gen/s" in done.stdout and "gmm_paper" in done.stdout  # the table
 
     again = _run(out, "--smoke")  # an existing result is never overwritten without --force

@@ -6,8 +6,9 @@ from jaxcollapse.families.gmm import GMM, GMMParams
 from jaxcollapse.families.kde import KDE, KDEParams, MoonsParams
 from jaxcollapse.families.ngram import NGram, NGramParams
 from jaxcollapse.families.regression import LinearRegression, RegressionParams, RegressionSource
+from jaxcollapse.families.transformer import Transformer, TransformerParams
 from jaxcollapse.families.vae import VAE, VAEParams
 
 __all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Family", "GMMParams", "Gaussian",
            "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "NGram", "NGramParams", "RegressionParams",
-           "RegressionSource", "SufficientStats", "VAEParams", "register"]
+           "RegressionSource", "SufficientStats", "Transformer", "TransformerParams", "VAEParams", "register"]

@@ -143,18 +143,7 @@ class NGram(NGramStudy, FamilyBase):
         return self.make_params(params.counts)
 
     def check_data(self, name: str, data):
-        arr = np.asarray(data)
-        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{name} must be an integer array of token blocks [n, block], "
-                             f"got dtype {arr.dtype} and shape {arr.shape}")
-        if arr.shape[1] != self.block or arr.shape[0] < 1:
-            raise ValueError(f"{name} must hold blocks of block={self.block} tokens [n, {self.block}], "
-                             f"got shape {arr.shape}")
-        if arr.min() < 0 or arr.max() >= self.vocab_size:
-            raise ValueError(f"{name} holds token ids in [{arr.min()}, {arr.max()}], outside the family's "
-                             f"vocabulary [0, vocab_size={self.vocab_size}): vocab_size must be the text's "
-                             "vocabulary size (len(load_text(...).vocab))")
-        return jnp.asarray(arr, jnp.int32)
+        return check_token_blocks(name, data, self.block, self.vocab_size)
 
     def check_settings(self, n_samples: int) -> None:
         _checks.positive_int("n_samples", n_samples)
@@ -311,6 +300,22 @@ class NGram(NGramStudy, FamilyBase):
         generated = self.generate(key, params, self.n_eval, source)
         out["generated_perplexity"] = self.perplexity(self.reference(source), generated)
         return out
+
+
+def check_token_blocks(name: str, data, block: int, vocab_size: int):
+    """Token blocks [n, block] of ids in [0, vocab_size) as int32 (ValueError naming `name` otherwise)."""
+    arr = np.asarray(data)
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be an integer array of token blocks [n, block], "
+                         f"got dtype {arr.dtype} and shape {arr.shape}")
+    if arr.shape[1] != block or arr.shape[0] < 1:
+        raise ValueError(f"{name} must hold blocks of block={block} tokens [n, {block}], "
+                         f"got shape {arr.shape}")
+    if arr.min() < 0 or arr.max() >= vocab_size:
+        raise ValueError(f"{name} holds token ids in [{arr.min()}, {arr.max()}], outside the family's "
+                         f"vocabulary [0, vocab_size={vocab_size}): vocab_size must be the text's "
+                         "vocabulary size (len(load_text(...).vocab))")
+    return jnp.asarray(arr, jnp.int32)
 
 
 def _largest_threshold(bits, holds):

@@ -1,5 +1,6 @@
 """Variational auto-encoder family (Shumailov et al.'s VAE setting): flax linen networks used
-functionally, optax Adam, training as one ``lax.scan`` over minibatch steps, so whole fits vmap.
+functionally, optax Adam, training as one ``lax.scan`` over minibatch steps (families/_training.py,
+shared with the Transformer), so whole fits vmap.
 
 Generation g+1 is trained on what generation g *generates*: decoder means of z ~ N(0, I)
 (``next_data="mean"``, as in the paper) or draws from the likelihood (``"sample"``).
@@ -15,7 +16,7 @@ import numpyro.distributions as dist
 import optax
 
 from jaxcollapse import _checks
-from jaxcollapse.families import _vae_nets
+from jaxcollapse.families import _training, _vae_nets
 from jaxcollapse.families.base import FamilyBase, all_finite, family, register
 from jaxcollapse.types import FitInfo, Source
 
@@ -223,33 +224,21 @@ class VAE(FamilyBase):
             params = init
         else:
             params = self.init_params(k_init)
-        optimiser = optax.adam(self.learning_rate)
         w = jnp.asarray(w, self.point_dtype)
-        cdf = jnp.cumsum(w)
-        n = x.shape[0]
 
-        def loss(p, k, batch):
+        def loss(p, k, batch, batch_w):
+            del batch_w  # minibatches are drawn in proportion to w, so each drawn image counts once
             return -jnp.mean(self.elbo(p, k, batch))
 
-        def step(carry, k):
-            p, opt_state = carry
-            k_batch, k_z = jax.random.split(k)
-            # draw with probability proportional to w by inverting the CDF: O(batch log n),
-            # and zero-weight points (empty intervals) are never drawn
-            u = jax.random.uniform(k_batch, (self.batch_size,), cdf.dtype) * cdf[-1]
-            idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n - 1)
-            value, grads = jax.value_and_grad(loss)(p, k_z, x[idx])
-            updates, opt_state = optimiser.update(grads, opt_state, p)
-            return (optax.apply_updates(p, updates), opt_state), -value
-
-        (params, _), trace = jax.lax.scan(step, (params, optimiser.init(params)),
-                                          jax.random.split(k_train, self.n_steps))
+        params, losses = _training.train(loss, params, optax.adam(self.learning_rate), k_train, x, w,
+                                         _training.weighted_draws(self.n_steps, self.batch_size))
+        trace = -losses
         final = self.elbo(params, k_eval, x)
         log_lik = jnp.sum(w * final) / jnp.maximum(jnp.sum(w), 1e-30)
         finite = all_finite(params) & jnp.isfinite(log_lik)
         info = FitInfo(
             n_iter=jnp.asarray(self.n_steps, jnp.int32),
-            converged=finite & _plateaued(trace),
+            converged=finite & _training.plateaued(losses),
             log_lik=log_lik,
             finite=finite,
         )
@@ -281,11 +270,3 @@ class VAE(FamilyBase):
             out["nll_bound_source"] = -jnp.mean(elbo)  # nats per image, an upper bound on -log p(x)
         return out
 
-
-def _plateaued(trace: jax.Array) -> jax.Array:
-    m = max(trace.shape[0] // 10, 1)
-    if trace.shape[0] < 2 * m or m < 2:
-        return jnp.asarray(True)
-    last, before = trace[-m:], trace[-2 * m:-m]
-    se = jnp.sqrt(jnp.var(last) / m + jnp.var(before) / m)
-    return (jnp.mean(last) - jnp.mean(before)) <= 2.0 * se
