@@ -57,7 +57,13 @@ def test_every_registered_family_has_a_row():
 RUN = dict(n_chains=3, n_generations=4, regime=jc.keep_real(0.25), snapshot_at=[0, 4])
 
 
-@pytest.fixture(scope="module", params=sorted(ROWS))
+# the neural families' rows compile the longest (30-130 s each on 2 cores): run with -m slow; their own
+# test files check vmapped == one by one in the default suite (test_vae.py, test_transformer.py)
+SLOW_ROWS = {"transformer", "vae"}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.slow) if name in SLOW_ROWS else name
+                                        for name in sorted(ROWS)])
 def ran(request):
     row = ROWS[request.param]
     res = jc.simulate(jax.random.key(7), row.family, row.source, n_samples=row.n_samples, **RUN)

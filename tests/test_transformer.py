@@ -1,7 +1,7 @@
 """The Transformer family: one generation learns the shipped text (against a NumPy unigram), the
 cached writing equals the full forward pass, the decoding settings draw the distribution they
 promise (against NumPy), beam search equals a plain NumPy beam search, and bad input is refused.
-(vmapped == one chain at a time, chunking and zero weights: the family's row in test_family_contract.)"""
+(vmapped == one chain at a time, chunking and zero weights: the family's row in test_family_contract, -m slow.)"""
 import jax
 import jax.numpy as jnp
 import numpy as np
