@@ -56,6 +56,22 @@ class GaussianStats(NamedTuple):
     scatter: jax.Array  # [d, d]  sum_i w_i (x_i - mean)(x_i - mean)^T
 
 
+def _weighted_moments(x, w, count):
+    """Weighted mean [d] and scatter sum_i w_i (x_i - mean)(x_i - mean)^T [d, d] of points x [n, d].
+
+    In one dimension on the points' own axis: under vmap, jax 0.12's XLA:CPU runs the broadcasts of
+    [n, 1] arrays several times slower than those of [n] (1-D chains 1.7x slower than under 0.9.2).
+    """
+    if x.shape[-1] == 1:
+        x1 = x[:, 0]
+        mean = jnp.sum(w * x1) / jnp.maximum(count, 1e-30)
+        centred = x1 - mean
+        return mean[None], jnp.sum(w * centred * centred)[None, None]
+    mean = jnp.einsum("n,nd->d", w, x) / jnp.maximum(count, 1e-30)
+    centred = x - mean
+    return mean, jnp.einsum("n,nd,ne->de", w, centred, centred)
+
+
 @register("gaussian")
 @family(static=("dim", "ddof"))
 class Gaussian(GaussianStudy, FamilyBase):
@@ -130,6 +146,8 @@ class Gaussian(GaussianStudy, FamilyBase):
     def _points(self, model: GaussianModel, local, scale=1.0) -> jax.Array:
         """User coordinates of points given in the model's own coordinates: mean + scale L local."""
         low = log_cholesky.matrix(model.unit_chol, model.log_diag + 0.5 * jnp.log(scale))  # [d, d], not [n, d]
+        if self.dim == 1:  # a scale, not a matrix product (see _weighted_moments)
+            return model.mean + low[0, 0] * local
         return model.mean + jnp.squeeze(jnp.matmul(low, local[..., None]), -1)  # as numpyro: faster under vmap on CPU
 
     def sample(self, key, params, n: int) -> jax.Array:
@@ -161,9 +179,7 @@ class Gaussian(GaussianStudy, FamilyBase):
 
     def stats(self, x, w) -> GaussianStats:
         count = jnp.sum(w)
-        mean = jnp.einsum("n,nd->d", w, x) / jnp.maximum(count, 1e-30)
-        centred = x - mean
-        scatter = jnp.einsum("n,nd,ne->de", w, centred, centred)
+        mean, scatter = _weighted_moments(x, w, count)
         return GaussianStats(count, mean, scatter)
 
     def merge_stats(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
@@ -198,9 +214,8 @@ class Gaussian(GaussianStudy, FamilyBase):
         del key
         init = self.model(init)
         count = jnp.sum(w)
-        local_mean = jnp.einsum("n,nd->d", w, local) / jnp.maximum(count, 1e-30)
-        centred = local - local_mean
-        cov = jnp.einsum("n,nd,ne->de", w, centred, centred) / (count - self.ddof)
+        local_mean, scatter = _weighted_moments(local, w, count)
+        cov = scatter / (count - self.ddof)
         generating = init.log_diag + 0.5 * jnp.log(self.lam)   # log-scales of sqrt(lam) L
         mean = init.mean + log_cholesky.matrix(init.unit_chol, generating) @ local_mean
         t = log_cholesky.cholesky(0.5 * (cov + cov.T))
