@@ -224,4 +224,9 @@ def _memory_budget() -> int:
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and "bytes_limit" in stats:
         return stats["bytes_limit"] // 2
+    return host_memory_budget()
+
+
+def host_memory_budget() -> int:
+    """Half of this host's physical memory."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2

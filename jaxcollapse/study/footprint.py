@@ -6,9 +6,9 @@ the size, as the accumulate pool is (chain.py).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from jaxcollapse.engine.program import host_memory_budget
 
 
 def history_bytes(program) -> int:
@@ -21,11 +21,6 @@ def history_bytes(program) -> int:
     snapshot_bytes = 0 if snapshots is None else \
         int(np.prod(snapshots.shape)) // snapshots.shape[1] * (snapshots.shape[1] - 1) * snapshots.dtype.itemsize
     return per_generation * (program.n_generations + 1) + snapshot_bytes
-
-
-def host_memory_budget() -> int:
-    """Half of this host's physical memory (the records live on the host)."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
 def check_history(program, limit: int | None = None) -> int:
