@@ -5,9 +5,18 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # the command line turns JAX's persistent compilation cache on in ~/.cache; tests never write there
 # (a test that checks the cache gives its subprocess a temporary XDG_CACHE_HOME)
 os.environ["JAXCOLLAPSE_NO_CACHE"] = "1"
+# The suite is compile-bound: XLA's LLVM back end at its lowest level (XLA's graph passes, fusion
+# included, still run) compiles about a third faster. Subprocesses inherit it, so both sides of every
+# bit-for-bit comparison compile alike. JAX_DISABLE_MOST_OPTIMIZATIONS=0 tests the fully optimised
+# build (.ci/run does so on its second Python).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+import jax  # noqa: E402  (after the environment above)
 import numpy as np
 import pytest
+
+jax.config.update("jax_disable_most_optimizations",
+                  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() not in ("0", "false", "no", "off"))
 
 
 def z_score(samples, expected, axis=0):
