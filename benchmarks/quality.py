@@ -5,7 +5,8 @@ scores them by the source's log-density and keeps the best n; the unfiltered cha
 Same settings otherwise (1-D, ddof=1, M samples, mean and covariance kept per generation,
 float32), same process, alternating repeats, best of each; compile time excluded. The NumPy
 columns are the same two chains vectorised over chains (argpartition for the filter): what a
-careful researcher writes.
+careful researcher writes. Wall time and the process's CPU time (all threads; steadier than wall
+time on a machine shared with other work) are both reported.
 
     python benchmarks/quality.py [--chains 10000] [--generations 100] [--samples 100] [--keep 0.5]
 """
@@ -81,29 +82,33 @@ def main():
         fn()
         compile_s[name] = time.perf_counter() - began
     times = {name: np.inf for name, _ in jax_sides} | {"numpy plain": np.inf, "numpy filtered": np.inf}
+    cpu = dict(times)
     rng = np.random.default_rng(0)
     for _ in range(args.repeats):  # alternate, so a busy spell on a shared machine hits every side
         for name, fn in (*jax_sides,
                          ("numpy plain", lambda: numpy_chain(rng, args.chains, args.generations, args.samples)),
                          ("numpy filtered", lambda: numpy_chain(rng, args.chains, args.generations, args.samples,
                                                                 args.keep))):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             fn()
             times[name] = min(times[name], time.perf_counter() - began)
+            cpu[name] = min(cpu[name], time.process_time() - began_cpu)
     work = args.chains * (args.generations + 1)
     print(f"# {platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.devices()[0].platform}, "
           f"numpy {np.__version__}; {args.chains} chains x {args.generations} generations, M = {args.samples}, "
           f"filter_top('source', {args.keep}) draws {math.ceil(args.samples / args.keep)} candidates; "
           f"best of {args.repeats}")
-    print(f"{'':>16} {'seconds':>9} {'cg/s':>10} {'us/generation':>14} {'compile+run s':>14}")
+    per_gen = 1e6 / (args.generations + 1)
+    print(f"{'':>16} {'seconds':>9} {'cg/s':>10} {'us/generation':>14} {'cpu us/gen':>11} {'compile+run s':>14}")
     for name, t in times.items():
         extra = f"{compile_s[name]:>14.2f}" if name in compile_s else ""
-        print(f"{name:>16} {t:>9.3f} {work / t:>10.3g} {t / (args.generations + 1) * 1e6:>14.0f} {extra}")
-    print(f"gen0 filtered / plain: {times['gen0 filtered'] / times['plain']:.2f}x; 2x candidates without selection / "
-          f"plain: {times['2x, no select'] / times['plain']:.2f}x")
-    print(f"filtered / plain (jaxcollapse): {times['filtered'] / times['plain']:.2f}x per generation "
-          f"(goal <= 2.5x); numpy: {times['numpy filtered'] / times['numpy plain']:.2f}x; "
-          f"jaxcollapse filtered vs numpy filtered: {times['numpy filtered'] / times['filtered']:.2f}x faster")
+        print(f"{name:>16} {t:>9.3f} {work / t:>10.3g} {t * per_gen:>14.0f} {cpu[name] * per_gen:>11.0f} {extra}")
+    for what, table in (("wall", times), ("cpu", cpu)):
+        print(f"{what}: filtered / plain (jaxcollapse): {table['filtered'] / table['plain']:.2f}x per generation "
+              f"(goal <= 2.5x); gen0 filtered / plain: {table['gen0 filtered'] / table['plain']:.2f}x; "
+              f"2x candidates without selection / plain: {table['2x, no select'] / table['plain']:.2f}x; "
+              f"numpy: {table['numpy filtered'] / table['numpy plain']:.2f}x; "
+              f"jaxcollapse filtered vs numpy filtered: {table['numpy filtered'] / table['filtered']:.2f}x faster")
 
 
 if __name__ == "__main__":

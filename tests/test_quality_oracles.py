@@ -27,6 +27,31 @@ def assert_mean_zero(d, what):
         assert z < Z_MAX, f"{what}[{j}]: mean {d[:, j].mean():.5f}, z = {z:.2f}"
 
 
+# ---------------------------------------------------------------- the Gaussian's log-density (the filters' scores)
+def test_gaussian_log_prob_equals_scipy_collapsed_and_degenerate_included():
+    import scipy.stats
+
+    from jaxcollapse.families.gaussian import GaussianModel
+
+    z = np.array([-7.0, -1.5, -0.2, 0.0, 0.3, 2.0, 9.0], np.float32)
+    fam1 = jc.Gaussian(dim=1)
+    for mean, log_sd in ((0.7, np.log(1.3)), (0.0, -60.0)):   # -60: a collapsed chain, a variance of 1e-52
+        model = GaussianModel(np.array([mean], np.float32), np.eye(1, dtype=np.float32), np.array([log_sd], np.float32))
+        x = (mean + np.exp(log_sd) * z).astype(np.float32)[:, None]
+        expected = scipy.stats.norm(mean, np.exp(np.float64(log_sd))).logpdf(x[:, 0].astype(np.float64))
+        np.testing.assert_allclose(fam1.log_prob(model, x), expected, rtol=2e-6, atol=1e-5)
+    cov = np.array([[1.0, 0.4, -0.2], [0.4, 0.8, 0.1], [-0.2, 0.1, 0.5]])
+    fam3 = jc.Gaussian(dim=3)
+    x3 = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32) * 2
+    np.testing.assert_allclose(fam3.log_prob(fam3.make_params([0.1, -0.3, 0.2], cov), x3),
+                               scipy.stats.multivariate_normal([0.1, -0.3, 0.2], cov).logpdf(x3), rtol=2e-6, atol=1e-5)
+    for fam, d in ((fam1, 1), (fam3, 3)):   # a degenerate model has no density: -inf everywhere, never NaN
+        point = GaussianModel(np.zeros(d, np.float32), np.eye(d, dtype=np.float32),
+                              np.array([-np.inf] + [0.0] * (d - 1), np.float32))
+        out = np.asarray(fam.log_prob(point, np.zeros((4, d), np.float32)))
+        assert np.all(out == -np.inf), out
+
+
 # ---------------------------------------------------------------- filter_top (Categorical, exact)
 def test_filter_top_by_source_density_matches_the_exact_categorical_step():
     probs, n = np.array([0.2, 0.5, 0.3]), 10

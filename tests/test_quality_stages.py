@@ -109,6 +109,50 @@ def test_new_keep_and_fraction_reuse_the_compiled_program(filtered):
     assert not np.allclose(other.params.cov[:, 1:], res.params.cov[:, 1:])
 
 
+def coarse_score(ctx, x):
+    return np.float32(0.5) * jax.numpy.floor(2 * x[:, 0])  # ties galore: scores on a grid of 0.5
+
+
+def test_filter_top_as_the_last_stage_reweights_and_matches_numpy():
+    """Last in the pipeline, filter_top hands the fit every candidate, dropped ones with weight 0 (no
+    compaction); the fitted parameters equal a NumPy stable sort's best n, ties to the earlier candidate."""
+    keeps = [0.5, 0.8, 1.0]
+    res = jc.simulate(jax.random.key(3), FAM, SRC, n_chains=CHAINS, n_generations=GENS, n_samples=N,
+                      regime=jc.filter_top(coarse_score, keeps), snapshot_at=range(GENS + 1))
+    tied = 0
+    for c, keep in enumerate(keeps):
+        for g in range(1, GENS + 1):
+            x = res.snapshots[c, g, :, 0]
+            used = x[: math.ceil(N / keep - 1e-9)]
+            s = 0.5 * np.floor(2 * used)
+            best = np.sort(np.argsort(-s, kind="stable")[:N])
+            tied += np.sum(s == s[best].min()) > np.sum(s[best] == s[best].min())  # the cut splits equal scores
+            m, v = weighted_fit(used[best].astype(float), np.ones(N))
+            np.testing.assert_allclose(res.params.mean[c, g, 0], m, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(res.params.cov[c, g, 0, 0], v, rtol=1e-4, atol=1e-6)
+    assert tied >= 3  # the ties-to-the-earlier rule was exercised
+
+
+def test_kept_mask_equals_a_plain_sort_on_hard_cases():
+    """_kept (the mask both filter_top paths use) at 200 candidates: drawn, collapsed (a few distinct
+    values), all equal, -inf / NaN / invalid, fewer valid than n, and fewer candidates than one pass counts."""
+    from jaxcollapse.stages.quality import _kept
+
+    rng = np.random.default_rng(1)
+    m = 200
+    z = rng.normal(size=(40, m))
+    cases = [z, np.round(z * 2) / 2, 1e-30 * np.round(z), np.full((40, m), -0.9189385),
+             np.where(rng.uniform(size=(40, m)) < 0.6, -np.inf, z), np.where(rng.uniform(size=(40, m)) < 0.1, np.nan, z)]
+    s = np.concatenate(cases).astype(np.float32)
+    valid = ~np.isnan(s) & (s > -np.inf) & (rng.uniform(size=s.shape) < 0.95)
+    small = s[:, :6]
+    for scores, ok, n in ((s, valid, 1), (s, valid, m // 2), (small, valid[:, :6], 5)):
+        kept = np.asarray(jax.jit(jax.vmap(_kept, in_axes=(0, 0, None)), static_argnums=2)(scores, ok, n))
+        for c in range(len(scores)):
+            best = sorted((i for i in range(scores.shape[1]) if ok[c, i]), key=lambda i: (-scores[c, i], i))[:n]
+            assert np.flatnonzero(kept[c]).tolist() == sorted(best), (n, c)
+
+
 # ---------------------------------------------------------------- correct, verify, fresh_real
 def inside(ctx, x):
     return abs(x[:, 0]) < 1.0

@@ -152,7 +152,8 @@ def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
         source = source._replace(**carry.source_fields)
     synthetic, local = _generate(family, k_gen, carry.params, spec.n_batch, source)
     ctx = Context(family, carry.params, source, generation, spec.n_generations, spec.n_samples, k_real)
-    state, training = stage.update(k_stage, carry.stage, TrainingSet(synthetic, types.weights(spec.n_batch)), ctx)
+    update = getattr(stage, "update_to_fit", stage.update)   # the last stage: its training set goes to the fit
+    state, training = update(k_stage, carry.stage, TrainingSet(synthetic, types.weights(spec.n_batch)), ctx)
     params, info = _fit(family, k_fit, training, carry.params, synthetic, local)
     snapshots = _snapshot(spec, carry.snapshots, generation, synthetic)
     carry = carry._replace(params=params, stage=state, snapshots=snapshots)

@@ -170,10 +170,14 @@ class Gaussian(GaussianStudy, FamilyBase):
     def log_prob(self, params, x) -> jax.Array:
         """log N(x; mean, cov) from the factor (-inf everywhere for a degenerate model: it has no density)."""
         model = self.model(params)
-        solved = log_cholesky.solve_unit(model.unit_chol, (x - model.mean).T)       # [d, n] = U^-1 (x - mean)
         degenerate = ~jnp.all(jnp.isfinite(model.log_diag))
         log_diag = jnp.where(degenerate, 0.0, model.log_diag)
-        quad = jnp.sum((solved * jnp.exp(-log_diag)[:, None]) ** 2, axis=0)
+        if self.dim == 1:  # on the points' own axis, no [1, n] solve (see _weighted_moments): 14x faster vmapped
+            z = (x[..., 0] - model.mean[0]) * jnp.exp(-log_diag[0])
+            quad = z * z
+        else:
+            solved = log_cholesky.solve_unit(model.unit_chol, (x - model.mean).T)   # [d, n] = U^-1 (x - mean)
+            quad = jnp.sum((solved * jnp.exp(-log_diag)[:, None]) ** 2, axis=0)
         out = -0.5 * quad - jnp.sum(log_diag) - 0.5 * self.dim * math.log(2 * math.pi)
         return jnp.where(degenerate, -jnp.inf, out)
 

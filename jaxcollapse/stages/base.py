@@ -18,6 +18,8 @@ that fix shapes or code (ints, strings, functions). Optional methods:
     pool_bytes(family, n_chains, n_generations, n_samples) -> int   memory kept per run
     record(state) -> dict     numbers to keep per chain and generation (e.g. the real share used),
                               stored in Result.metrics under their names whatever `record=` says
+    update_to_fit(key, state, batch, ctx)   update when no stage follows (the fit takes the training
+                              set as is): may hand on more points than asked, the extra with weight 0
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def stage(cls=None, *, static: tuple[str, ...] = (), shared: tuple[str, ...] = (
         names = [f.name for f in dataclasses.fields(cls)]
         cls._static_fields, cls._shared_fields = tuple(static), tuple(shared)
         for name, default in (("batch_size", _batch_size), ("check", _check), ("pool_bytes", _pool_bytes),
-                              ("record", _record)):
+                              ("record", _record), ("update_to_fit", _update_to_fit)):
             if not hasattr(cls, name):
                 setattr(cls, name, default)
         data = [n for n in names if n not in static]
@@ -73,6 +75,10 @@ def _pool_bytes(self, family, n_chains, n_generations, n_samples) -> int:
 
 def _record(self, state) -> dict:
     return {}
+
+
+def _update_to_fit(self, key, state, batch, ctx):
+    return self.update(key, state, batch, ctx)
 
 
 def stage_record(stage_obj, state) -> dict:
@@ -140,10 +146,17 @@ class Pipeline:
         return PipelineState(tuple(s.init(real, ctx) for s in self.stages))
 
     def update(self, key, state, batch, ctx):
+        return self._update(key, state, batch, ctx, to_fit=False)
+
+    def update_to_fit(self, key, state, batch, ctx):
+        return self._update(key, state, batch, ctx, to_fit=True)
+
+    def _update(self, key, state, batch, ctx, to_fit: bool):
         keys = jax.random.split(key, len(self.stages))
         states = []
         for i, (k, s, st) in enumerate(zip(keys, self.stages, state.states)):
-            st, batch = s.update(k, st, batch, ctx)
+            last = to_fit and i == len(self.stages) - 1
+            st, batch = getattr(s, "update_to_fit", s.update)(k, st, batch, ctx) if last else s.update(k, st, batch, ctx)
             if batch.stats is not None and i < len(self.stages) - 1:
                 raise ValueError(f"{type(s).__name__} hands on sufficient statistics; only the last stage may")
             states.append(st)
