@@ -92,6 +92,9 @@ def test_bad_input_raises_value_errors_naming_it(tmp_path):
         jc.NGram(order=2, vocab_size=10, tokenizer="bytes")
     with pytest.raises(ValueError, match="vocab_size"):
         jc.NGram(order=4, vocab_size=1000)  # a 10^12-entry table
+    with pytest.raises(ValueError, match="top_k"):
+        jc.NGram(order=2, vocab_size=1000, top_k=100)  # past the 64 candidates a row's cut is read from
+    jc.NGram(order=2, vocab_size=50, top_k=100)      # >= vocab_size: every token kept
     with pytest.raises(ValueError, match="top_p"):
         jc.NGram(order=2, vocab_size=10, top_p=0.0)
     text = load_text("char", block=8)
