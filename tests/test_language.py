@@ -333,6 +333,36 @@ def test_held_context_tokens_survive_by_the_wright_fisher_law(held_context_chain
     np.testing.assert_allclose(space.sum(-1), n)                     # the row keeps its n draws
 
 
+@pytest.mark.slow
+def test_a_bigram_nucleus_decoding_drops_returns_only_with_the_fresh_real_share():
+    """paper_lm.toml's setting, fresh 10%: a training bigram outside its row's top-p set is never written,
+    so at generation 1 it is in the model exactly when one of the b real blocks holding it is among the
+    90 fresh ones: probability 1 - C(904 - b, 90) / C(904, 90) (hypergeometric). The mechanism that
+    keeps a fresh 10% from holding the n-gram near generation 0 (benchmarks/RESULTS.md)."""
+    from scipy.special import gammaln
+
+    text = load_text("word", block=64, vocab_size=1000)
+    n, v = text.train.shape[0], len(text.vocab)
+    fam = jc.NGram(order=2, vocab_size=v, smoothing=0.001, top_p=0.9, block=64, tokenizer="word", n_eval=1)
+    params0, _ = fam.fit(None, jnp.asarray(text.train), jnp.ones(n))
+    counts0 = np.asarray(params0.counts).reshape(-1)
+    dropped = np.flatnonzero((counts0 > 0) & (np.asarray(fam.decoding_weights(params0)).reshape(-1) == 0))
+    assert len(dropped) >= 1000
+    blocks = np.zeros(v * v, int)                                    # real blocks holding each bigram
+    for block in text.train:
+        blocks[np.unique(block[:-1] * v + block[1:])] += 1
+    m = round(0.1 * n)
+    log_choose = lambda a, b: gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)  # noqa: E731
+    expected = np.mean(1 - np.exp(log_choose(n - blocks[dropped], m) - log_choose(n, m)))
+    index = jnp.asarray(dropped)
+    res = jc.simulate(jax.random.key(21), fam, jc.Source(data=text.train), n_chains=48, n_generations=1,
+                      n_samples=n, regime=jc.fresh_real(0.1),
+                      record=lambda p: {"present": jnp.sum(p.counts.reshape(-1)[index] > 0)})
+    present = np.asarray(res.metrics["present"]) / len(dropped)      # [chains, 2]: share of the dropped bigrams
+    assert np.all(present[:, 0] == 1)
+    assert z_score(present[:, 1], expected) < Z_MAX
+
+
 @pytest.fixture(scope="module")
 def unigram_and_categorical():
     probs = np.array([0.45, 0.3, 0.15, 0.07, 0.03])
