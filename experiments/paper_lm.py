@@ -68,6 +68,8 @@ def main(argv=None) -> int:
 
 def _label(plan) -> str:
     regime = plan.config["regime"]
+    if regime["kind"] == "fresh_real" and regime["fraction"] == 0:
+        return "replace"  # paper_lm.toml's no-original-data setting: a real share of 0 is replace, bit for bit
     return regime["kind"] + (f"({regime['fraction']})" if "fraction" in regime else "")
 
 

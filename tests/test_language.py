@@ -92,6 +92,9 @@ def test_bad_input_raises_value_errors_naming_it(tmp_path):
         jc.NGram(order=2, vocab_size=10, tokenizer="bytes")
     with pytest.raises(ValueError, match="vocab_size"):
         jc.NGram(order=4, vocab_size=1000)  # a 10^12-entry table
+    with pytest.raises(ValueError, match="top_k"):
+        jc.NGram(order=2, vocab_size=1000, top_k=100)  # past the 64 candidates a row's cut is read from
+    jc.NGram(order=2, vocab_size=50, top_k=100)      # >= vocab_size: every token kept
     with pytest.raises(ValueError, match="top_p"):
         jc.NGram(order=2, vocab_size=10, top_p=0.0)
     text = load_text("char", block=8)
@@ -202,8 +205,10 @@ def test_decoding_settings_draw_the_transformed_distribution(decoded_draws, name
 def test_truncation_matches_a_sorting_reference():
     rng = np.random.default_rng(0)
     weights = rng.choice([0.0, 0.05, 0.1, 0.2, 0.3, 0.7, 1.0], size=(50, 12))  # many ties
-    truncate = jax.jit(lambda fam, w: fam._truncate(w))
-    for top_k, top_p in [(0, 0.5), (3, 1.0), (3, 0.5), (1, 0.99), (12, 0.2), (20, 0.7)]:
+    whole = jax.jit(lambda fam, w: fam._truncate(w))
+    deep = jax.jit(lambda fam, w: fam._truncate(w, top=3))  # most top-p cuts lie past 3 candidates: bisected
+    cases = [(0, 0.5), (3, 1.0), (3, 0.5), (1, 0.99), (12, 0.2), (20, 0.7)]
+    for (top_k, top_p), truncate in [*itertools.product(cases, [whole]), *((c, deep) for c in cases if c[0] <= 3)]:
         fam = jc.NGram(2, 12, top_k=top_k, top_p=top_p, block=4)
         kept = np.asarray(truncate(fam, jnp.asarray(weights, jnp.float32))) > 0
         reference = weights.copy()
@@ -214,6 +219,44 @@ def test_truncation_matches_a_sorting_reference():
             before = (np.cumsum(ordered) - ordered) / ordered.sum()  # mass strictly above each
             row[row < ordered[(before < top_p - 1e-7) & (ordered > 0)].min()] = 0
         np.testing.assert_array_equal(kept, reference > 0)
+
+
+def test_two_step_draws_follow_the_decoded_rows_partial_blocks_and_backoff():
+    """The sampler picks a block of 8 tokens, then a token in it: with 13 tokens (a partial last block),
+    a context never seen (the unigram back-off) and top-p, each row's draws follow the decoded row
+    (NumPy: smoothed probabilities, then the top-p set by sorting)."""
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 6, size=(13, 13)) * (rng.random((13, 13)) < 0.5)
+    counts[4] = 0                                                    # context 4: never seen, backs off
+    fam = jc.NGram(order=2, vocab_size=13, smoothing=0.3, top_p=0.8, block=2)
+    params = fam.make_params(counts=counts)
+    n = 20_000
+    context = jnp.repeat(jnp.arange(13), n)
+    draws = np.asarray(jax.jit(lambda p, u: fam.sampler(p).draw(context, u))(
+        params, jax.random.uniform(jax.random.key(4), context.shape))).reshape(13, n)
+    rows = np.where(counts.sum(1, keepdims=True) > 0, counts, counts.sum(0)) + 0.3
+    for c in range(13):
+        p = rows[c] / rows[c].sum()
+        ordered = np.sort(p)[::-1]
+        before = np.cumsum(ordered) - ordered                         # mass strictly above each
+        expected = np.where(p >= ordered[before < 0.8 - 1e-7].min(), p, 0)
+        expected /= expected.sum()
+        observed = (draws[c][:, None] == np.arange(13)).astype(float)
+        assert np.all(observed[:, expected == 0] == 0)
+        assert np.all(z_score(observed[:, expected > 0], expected[expected > 0]) < Z_MAX)
+
+
+@pytest.mark.slow
+def test_a_fresh_real_share_of_zero_is_replace_bit_for_bit(char_text):
+    """experiments/paper_lm.toml runs "no original data" as fresh_real(0.0), so that both settings share
+    one compiled program: its real draws have weight 0, and the counts are those of replace exactly."""
+    fam = jc.NGram(order=2, vocab_size=len(char_text.vocab), smoothing=0.01, top_p=0.9, block=16, n_eval=4)
+    source = jc.Source(data=char_text.train[:40], heldout=char_text.heldout[:8])
+    run = lambda regime: jc.simulate(jax.random.key(5), fam, source, n_chains=2, n_generations=3,  # noqa: E731
+                                     n_samples=40, regime=regime, record=["counts", "heldout_perplexity"])
+    a, b = run(jc.replace()), run(jc.fresh_real(0.0))
+    for name in ("counts", "heldout_perplexity"):
+        np.testing.assert_array_equal(np.asarray(a.metrics[name]), np.asarray(b.metrics[name]))
 
 
 # ---------------------------------------------------------------- the engine: held-out data stays out
@@ -288,6 +331,36 @@ def test_held_context_tokens_survive_by_the_wright_fisher_law(held_context_chain
     fixed = ~varying                                                 # survival exactly 0 or 1
     assert np.all(alive[:, fixed] == survival[fixed])
     np.testing.assert_allclose(space.sum(-1), n)                     # the row keeps its n draws
+
+
+@pytest.mark.slow
+def test_a_bigram_nucleus_decoding_drops_returns_only_with_the_fresh_real_share():
+    """paper_lm.toml's setting, fresh 10%: a training bigram outside its row's top-p set is never written,
+    so at generation 1 it is in the model exactly when one of the b real blocks holding it is among the
+    90 fresh ones: probability 1 - C(904 - b, 90) / C(904, 90) (hypergeometric). The mechanism that
+    keeps a fresh 10% from holding the n-gram near generation 0 (benchmarks/RESULTS.md)."""
+    from scipy.special import gammaln
+
+    text = load_text("word", block=64, vocab_size=1000)
+    n, v = text.train.shape[0], len(text.vocab)
+    fam = jc.NGram(order=2, vocab_size=v, smoothing=0.001, top_p=0.9, block=64, tokenizer="word", n_eval=1)
+    params0, _ = fam.fit(None, jnp.asarray(text.train), jnp.ones(n))
+    counts0 = np.asarray(params0.counts).reshape(-1)
+    dropped = np.flatnonzero((counts0 > 0) & (np.asarray(fam.decoding_weights(params0)).reshape(-1) == 0))
+    assert len(dropped) >= 1000
+    blocks = np.zeros(v * v, int)                                    # real blocks holding each bigram
+    for block in text.train:
+        blocks[np.unique(block[:-1] * v + block[1:])] += 1
+    m = round(0.1 * n)
+    log_choose = lambda a, b: gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)  # noqa: E731
+    expected = np.mean(1 - np.exp(log_choose(n - blocks[dropped], m) - log_choose(n, m)))
+    index = jnp.asarray(dropped)
+    res = jc.simulate(jax.random.key(21), fam, jc.Source(data=text.train), n_chains=48, n_generations=1,
+                      n_samples=n, regime=jc.fresh_real(0.1),
+                      record=lambda p: {"present": jnp.sum(p.counts.reshape(-1)[index] > 0)})
+    present = np.asarray(res.metrics["present"]) / len(dropped)      # [chains, 2]: share of the dropped bigrams
+    assert np.all(present[:, 0] == 1)
+    assert z_score(present[:, 1], expected) < Z_MAX
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,11 @@ one) and continues them; the continuations form the next training set. With n_sa
 the number of real blocks every real block prompts once per generation, as in the paper. With
 prompted=False the model runs free from a context drawn from its own context frequencies.
 Decoding settings (traced): temperature (p^(1/T)), top_k (0: off; keeps the k most likely tokens,
-ties at the k-th kept), top_p (1: off; keeps the smallest set of most likely tokens with mass >=
-top_p), applied in that order to every row. `sample` draws from the model itself (free-running,
+ties at the k-th kept; at most 64, or >= vocab_size: all), top_p (1: off; keeps the smallest set
+of most likely tokens with mass >= top_p), applied in that order to every row. The sampler never
+builds the decoded table: a row's cut is read from its 64 largest counts (lax.top_k; the rare
+row whose top-p set is larger is bisected), and a draw picks a block of 8 tokens from cumulative
+block weights, then a token in it (see _Sampler). `sample` draws from the model itself (free-running,
 no decoding settings): real data from a parametric source, held-out data, the unigram law.
 
 Memory: the table holds V^order numbers per chain (char-level text, V ~ 100: order 2-3; word-level
@@ -27,7 +30,6 @@ text needs a capped vocabulary, load_text(vocab_size=...)). V^order is limited t
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -106,6 +108,9 @@ class NGram(NGramStudy, FamilyBase):
         _checks.number_in("top_p", self.top_p, 0.0, 1.0, low_open=True)
         if _checks.is_concrete(self.top_k):
             _checks.positive_int("top_k", self.top_k, minimum=0)
+            if TOP < self.top_k < self.vocab_size:
+                raise ValueError(f"top_k must be between 0 (off) and {TOP}, or >= vocab_size (every token kept), "
+                                 f"got {self.top_k}")
 
     # ---- shapes --------------------------------------------------------------------------
     @property
@@ -167,14 +172,33 @@ class NGram(NGramStudy, FamilyBase):
             index = index * self.vocab_size + x[:, k:k + m]
         return index
 
+    def _log_probs_at(self, params: NGramParams, index) -> jax.Array:
+        """log p(next | context) at flat n-gram indices (any shape): gathered, never a whole log table."""
+        counts = params.counts
+        alpha = jnp.asarray(self.smoothing, counts.dtype)
+        rows = jnp.sum(counts, axis=-1)
+        unigram = jnp.sum(counts, axis=0)
+        context, token = index // self.vocab_size, index % self.vocab_size
+        seen = rows[context] > 0
+        numerator = jnp.where(seen, counts.reshape(-1)[index], unigram[token]) + alpha
+        denominator = jnp.where(seen, rows[context], jnp.sum(unigram)) + alpha * self.vocab_size
+        return jnp.log(numerator / jnp.maximum(denominator, 1e-30))
+
     def log_prob(self, params: NGramParams, x) -> jax.Array:
         """log p(x[order-1:] | x[:order-1]) of each block [n] (the first order-1 tokens are context only)."""
-        table = jnp.log(self.probs(params)).reshape(-1)
-        return jnp.sum(table[self._ngram_index(x)], axis=-1)
+        return jnp.sum(self._log_probs_at(params, self._ngram_index(x)), axis=-1)
 
     def collision_per_context(self, params: NGramParams) -> jax.Array:
-        """[V^(order-1)] sum_v p(v | c)^2 of every context row."""
-        return jnp.sum(self.probs(params) ** 2, axis=-1)
+        """[V^(order-1)] sum_v p(v | c)^2 of every context row (from row sums of counts and squares)."""
+        counts = params.counts
+        alpha, v = jnp.asarray(self.smoothing, counts.dtype), self.vocab_size
+
+        def collision(total, squares):  # sum_v ((x_v + alpha) / (total + alpha V))^2
+            return (squares + 2 * alpha * total + v * alpha**2) / jnp.maximum(total + alpha * v, 1e-30) ** 2
+
+        rows, unigram = jnp.sum(counts, axis=-1), jnp.sum(counts, axis=0)
+        backoff = collision(jnp.sum(unigram), jnp.sum(unigram**2))
+        return jnp.where(rows > 0, collision(rows, jnp.sum(counts**2, axis=-1)), backoff)
 
     # ---- sufficient statistics ---------------------------------------------------------------
     def stats(self, x, w) -> jax.Array:
@@ -196,33 +220,30 @@ class NGram(NGramStudy, FamilyBase):
         return self.fit_stats(self.stats(x, w))
 
     # ---- sampling ----------------------------------------------------------------------------
-    def decoding_weights(self, params: NGramParams) -> jax.Array:
-        """[V^(order-1), V] unnormalised next-token weights after temperature, top-k and top-p."""
-        p = self.probs(params)
-        log_p = jnp.log(p)
-        peak = jnp.max(log_p, axis=-1, keepdims=True)
-        weights = jnp.where(p > 0, jnp.exp((log_p - peak) / self.temperature), 0.0)
-        truncate = (jnp.asarray(self.top_k) > 0) | (jnp.asarray(self.top_p) < 1)
-        return jax.lax.cond(truncate, self._truncate, lambda w: w, weights)
+    def sampler(self, params: NGramParams, decoding: bool = True) -> "_Sampler":
+        """The next-token sampler of a model: its decoding settings (temperature, top_k, top_p), or with
+        decoding=False the model itself (temperature 1, no truncation)."""
+        if decoding:
+            return _Sampler.build(params.counts, self.smoothing, self.temperature, self.top_k, self.top_p)
+        return _Sampler.build(params.counts, self.smoothing, 1.0, 0, 1.0)
 
-    def _truncate(self, weights):
-        """Zero what top-k and top-p drop: each keeps the weights at or above a per-row threshold, found
-        by bisection on the float bits (positive floats order as their int32 bits): exact, and 31 masked
-        row sums instead of a sort of every row."""
-        bits = jax.lax.bitcast_convert_type(weights, jnp.int32)
-        k = jnp.asarray(self.top_k, jnp.int32)
-        count = lambda t: jnp.sum(bits >= t, axis=-1, keepdims=True)  # noqa: E731
-        weights = jnp.where(bits >= _largest_threshold(bits, lambda t: (count(t) >= k) & (k > 0)), weights, 0.0)
-        bits = jax.lax.bitcast_convert_type(weights, jnp.int32)
-        total = jnp.sum(weights, axis=-1, keepdims=True)
-        mass = lambda t: jnp.sum(jnp.where(bits >= t, weights, 0.0), axis=-1, keepdims=True)  # noqa: E731
-        return jnp.where(bits >= _largest_threshold(bits, lambda t: mass(t) >= self.top_p * total), weights, 0.0)
+    def decoding_weights(self, params: NGramParams) -> jax.Array:
+        """[V^(order-1), V] unnormalised next-token weights after temperature, top-k and top-p (a whole
+        table, for inspection: sampling never builds it)."""
+        return self.sampler(params).weights_table()
+
+    def _truncate(self, weights, top: int | None = None):
+        """Zero what top-k and top-p drop from a table of weights [rows, V] (the cut `sampler` applies);
+        top: candidates per row read from lax.top_k before rows are bisected (tests use a small one)."""
+        weights = jnp.asarray(weights)
+        cut = _cuts(weights, jnp.ones(weights.shape[0]), lambda x, peak: x, self.top_k, self.top_p, top or TOP)
+        return jnp.where(weights >= cut[:, None], weights, 0.0)
 
     def sample(self, key, params: NGramParams, n: int) -> jax.Array:
         """n blocks drawn from the model itself (free-running, temperature 1, no truncation)."""
         k_start, k_next = jax.random.split(key)
         start = self._draw_contexts(k_start, params, n)
-        return self._continue(k_next, _Sampler.of(self.probs(params)), start)
+        return self._continue(k_next, self.sampler(params, decoding=False), start)
 
     def generate(self, key, params: NGramParams, n: int, source: Source | None = None) -> jax.Array:
         """n blocks the trained model writes with its decoding settings, prompted by real blocks or free."""
@@ -233,7 +254,7 @@ class NGram(NGramStudy, FamilyBase):
             start = self._prompts(k_start, source, n)
         else:
             start = self._draw_contexts(k_start, params, n)
-        return self._continue(k_next, _Sampler.of(self.decoding_weights(params)), start)
+        return self._continue(k_next, self.sampler(params), start)
 
     def _prompts(self, key, source: Source, n: int):
         """The first order-1 tokens of real blocks 0, 1, ..., n-1 (mod the pool size)."""
@@ -247,7 +268,10 @@ class NGram(NGramStudy, FamilyBase):
         if self.order == 1:
             return jnp.zeros((n, 0), jnp.int32)
         rows = jnp.sum(params.counts, axis=-1)
-        context = _Sampler.of(rows[None]).draw(jnp.zeros(n, jnp.int32), jax.random.uniform(key, (n,)))
+        cdf = jnp.cumsum(rows)
+        context = jnp.searchsorted(cdf, jax.random.uniform(key, (n,)) * cdf[-1], side="right")
+        last = rows.shape[0] - 1 - jnp.argmax(rows[::-1] > 0)
+        context = jnp.minimum(context, last)
         digits = [(context // self.vocab_size ** (self.order - 2 - k)) % self.vocab_size for k in range(self.order - 1)]
         return jnp.stack(digits, axis=-1).astype(jnp.int32)
 
@@ -318,9 +342,23 @@ def check_token_blocks(name: str, data, block: int, vocab_size: int):
     return jnp.asarray(arr, jnp.int32)
 
 
-def _largest_threshold(bits, holds):
-    """Per row, the largest t in [1, bits of +inf] with holds(t) (true at t = 1, false above some t)."""
-    low = jnp.ones(bits.shape[:-1] + (1,), jnp.int32)
+TOP = 64               # per row, the largest counts lax.top_k reads to place the top-k / top-p cut
+FALLBACK_ROWS = 32     # rows bisected at a time whose cut lies deeper than TOP
+BLOCK_WIDTH = 8        # tokens per sampler block: a draw picks a block, then a token in it
+
+
+def _prefix_sums(x):
+    """Inclusive running sums along the last axis (log-step doubling: no reduce-window cumsum on CPU)."""
+    shift, width = 1, x.shape[-1]
+    while shift < width:
+        pad = [(0, 0)] * (x.ndim - 1) + [(shift, 0)]
+        x = x + jnp.pad(x[..., :-shift], pad)
+        shift *= 2
+    return x
+
+
+def _largest_bits(low, holds):
+    """Per row, the largest t in [low, bits of +inf] with holds(t) (true at low, false above some t)."""
     high = jnp.full_like(low, 0x7F800000)
 
     def halve(_, bounds):
@@ -332,31 +370,138 @@ def _largest_threshold(bits, holds):
     return jax.lax.fori_loop(0, 31, halve, (low, high))[0]
 
 
-class _Sampler(NamedTuple):
-    """Inverse-CDF draws from the rows of a weight table by binary search: O(log V) per draw."""
+def _cuts(x, peak, weight, top_k, top_p, top: int = TOP):
+    """Per row of a non-negative table x [R, V], the cut c: decoding keeps the tokens with x >= c.
 
-    cdf: jax.Array            # [rows, V] running sums of the weights
-    last: jax.Array           # [rows] the last index with positive weight (a draw never lands past it)
+    weight(x, row_peak) is each token's sampling weight, increasing in x (so the most likely tokens are
+    those with the largest x, and a cut in x keeps ties together); peak [R] is handed to it. top-k
+    keeps the k largest x (ties at the k-th kept; k <= top); top-p then keeps the smallest such set
+    whose weight is at least top_p of the kept total. Both are read from each row's `top` largest
+    entries (lax.top_k, a partial sort); the few rows whose top-p cut lies deeper are bisected.
+    """
+    n_rows, width = x.shape
+    top = min(top, width)
+    k = jnp.asarray(top_k, jnp.int32)
+    k = jnp.where(k >= width, 0, jnp.clip(k, 0, top))                    # k >= V keeps every token
+
+    def truncated():
+        # behind a barrier, or XLA:CPU rewrites a top_k whose output is sliced into a full sort of every row
+        largest = jax.lax.optimization_barrier(jax.lax.top_k(x, top))[0]          # [R, top], descending
+        cut_k = jnp.where(k > 0, largest[:, jnp.maximum(k, 1) - 1], jnp.zeros((), x.dtype))
+        return jax.lax.cond(jnp.asarray(top_p) < 1, lambda: _top_p_cut(x, peak, weight, largest, cut_k, top_p),
+                            lambda: cut_k)
+
+    off = (k == 0) & (jnp.asarray(top_p) >= 1)
+    return jax.lax.cond(off, lambda: jnp.zeros(n_rows, x.dtype), truncated)  # 0: every token kept
+
+
+def _top_p_cut(x, peak, weight, largest, cut_k, top_p):
+    """The top-p cut of each row given its top-k cut (see _cuts)."""
+    n_rows, top = largest.shape
+
+    def kept(a, rows=slice(None)):
+        return jnp.where(a >= cut_k[rows, None], weight(a, peak[rows, None]), 0.0)
+
+    target = top_p * jnp.sum(kept(x), axis=-1)
+    smallest = jnp.min(jnp.where(kept(x) > 0, x, jnp.inf), axis=-1)      # the row's smallest kept entry
+    first = jnp.sum(_prefix_sums(kept(largest)) < target[:, None], axis=-1)  # the candidate reaching top_p
+    reached = first < top
+    whole = largest[:, -1] <= smallest                                    # every kept entry is a candidate
+    cut = jnp.take_along_axis(largest, jnp.minimum(first, top - 1)[:, None], axis=-1)[:, 0]
+    at_a_time = min(FALLBACK_ROWS, n_rows)
+
+    def bisect(state):
+        """The largest cut t with kept mass >= target, on the float bits of x (non-negative floats order
+        as their int32 bits), for up to FALLBACK_ROWS rows still deep."""
+        cut, deep = state
+        rows = jax.lax.optimization_barrier(jax.lax.top_k(deep.astype(jnp.float32), at_a_time))[1]
+        xs, w = x[rows], kept(x[rows], rows)
+        bits = jax.lax.bitcast_convert_type(xs, jnp.int32)
+        mass = lambda t: jnp.sum(jnp.where(bits >= t, w, 0.0), axis=-1, keepdims=True)  # noqa: E731
+        t = _largest_bits(jnp.zeros((at_a_time, 1), jnp.int32), lambda t: mass(t) >= target[rows, None])
+        found = jax.lax.bitcast_convert_type(t[:, 0], x.dtype)
+        return cut.at[rows].set(jnp.where(deep[rows], found, cut[rows])), deep.at[rows].set(False)
+
+    cut, _ = jax.lax.while_loop(lambda state: jnp.any(state[1]), bisect, (cut, ~reached & ~whole))
+    return jnp.maximum(cut, cut_k)
+
+
+class _Sampler(NamedTuple):
+    """Draws next tokens from a count table under decoding settings without building its weight table.
+
+    Row c of `table` is counts[c]; its last row is the unigram counts, which contexts never seen back
+    off to. A token's weight is ((x + alpha) / peak_r)^(1/T) if its count x >= cut_r, else 0 (peak_r:
+    the row's largest count + alpha, so weights lie in (0, 1] at any temperature). A draw is
+    inverse-CDF sampling in two steps: the block of BLOCK_WIDTH tokens from the row's cumulative block
+    weights, then the token from that block's own weights, gathered; building it takes a few passes
+    over the table, not a row-wise cumsum of it.
+    """
+
+    table: jax.Array         # [R + 1, V] the counts, and the unigram counts last
+    seen: jax.Array          # [R] contexts with counts
+    peak: jax.Array          # [R + 1] largest count + alpha
+    cut: jax.Array           # [R + 1] keep tokens with count >= cut
+    ends: jax.Array          # [R + 1, n_blocks] cumulative kept weight at each block's end
+    last_block: jax.Array    # [R + 1] the last block with kept weight (a draw never lands past it)
+    alpha: jax.Array
+    inverse_temperature: jax.Array
 
     @classmethod
-    def of(cls, weights) -> "_Sampler":
-        positive = weights > 0
-        last = weights.shape[-1] - 1 - jnp.argmax(positive[:, ::-1], axis=-1)
-        return cls(jnp.cumsum(weights, axis=-1), last.astype(jnp.int32))
+    def build(cls, counts, smoothing, temperature, top_k, top_p) -> "_Sampler":
+        alpha = jnp.asarray(smoothing, counts.dtype)
+        inverse_temperature = 1.0 / jnp.asarray(temperature, counts.dtype)
 
-    def draw(self, row, u):
-        """For rows [n] and uniforms u [n] in [0, 1): the first v with cdf[row, v] > u * total[row]."""
-        width = self.cdf.shape[-1]
-        flat = self.cdf.reshape(-1)
-        target = u * self.cdf[row, -1]
+        def weight(x, peak):
+            ratio = (x + alpha) / peak
+            return jnp.where(ratio > 0, ratio ** inverse_temperature, 0.0)
 
-        def halve(_, bounds):
-            low, high = bounds
-            mid = (low + high) // 2
-            active = low < high
-            right = active & (flat[row * width + jnp.minimum(mid, width - 1)] <= target)
-            return jnp.where(right, mid + 1, low), jnp.where(active & ~right, mid, high)
+        table = jnp.concatenate([counts, jnp.sum(counts, axis=0)[None]])
+        peak = jnp.maximum(jnp.max(table, axis=-1) + alpha, 1e-30)
+        cut = _cuts(table, peak, weight, top_k, top_p)
+        kept = jnp.where(table >= cut[:, None], weight(table, peak[:, None]), 0.0)
+        seen = jnp.sum(counts, axis=-1) > 0
+        sums = _block_sums(kept)
+        last_block = sums.shape[-1] - 1 - jnp.argmax(sums[:, ::-1] > 0, axis=-1)
+        return cls(table, seen, peak, cut, _prefix_sums(sums), last_block, alpha, inverse_temperature)
 
-        start = (jnp.zeros_like(row), jnp.full_like(row, width))
-        low, _ = jax.lax.fori_loop(0, math.ceil(math.log2(width + 1)), halve, start)
-        return jnp.minimum(low, self.last[row]).astype(jnp.int32)
+    def _weights(self, x, row):
+        ratio = (x + self.alpha) / self.peak[row, None]
+        w = jnp.where(ratio > 0, ratio ** self.inverse_temperature, 0.0)
+        return jnp.where(x >= self.cut[row, None], w, 0.0)
+
+    def _row(self, context):
+        """The table row a context reads: its own, or the unigram's for a context never seen."""
+        return jnp.where(self.seen[context], context, self.seen.shape[0])
+
+    def weights_table(self):
+        rows = self._row(jnp.arange(self.seen.shape[0]))
+        return self._weights(self.table[rows], rows)
+
+    def draw(self, context, u):
+        """For contexts [n] and uniforms u [n] in [0, 1): the first token whose running kept weight exceeds
+        u * the row's total."""
+        row = self._row(context)
+        width = self.table.shape[-1]
+        block = min(BLOCK_WIDTH, width)
+        ends = self.ends[row]                                            # [n, n_blocks]
+        target = u * ends[:, -1]
+        b = jnp.minimum(jnp.sum(ends <= target[:, None], axis=-1), self.last_block[row])
+        before = jnp.where(b > 0, jnp.take_along_axis(ends, jnp.maximum(b - 1, 0)[:, None], axis=-1)[:, 0], 0.0)
+        start = jnp.minimum(b * block, width - block)                   # the last block may be partial
+        tokens = start[:, None] + jnp.arange(block)
+        x = jax.vmap(lambda r, s: jax.lax.dynamic_slice(self.table, (r, s), (1, block))[0])(row, start)
+        w = jnp.where(tokens >= (b * block)[:, None], self._weights(x, row), 0.0)
+        j = jnp.sum(_prefix_sums(w) <= (target - before)[:, None], axis=-1)
+        last = block - 1 - jnp.argmax(w[:, ::-1] > 0, axis=-1)         # never past the block's last kept token
+        return (start + jnp.minimum(j, last)).astype(jnp.int32)
+
+
+def _block_sums(kept):
+    """[R, n_blocks] sums of BLOCK_WIDTH consecutive tokens (the last block may be shorter)."""
+    n_rows, width = kept.shape
+    block = min(BLOCK_WIDTH, width)
+    full = width // block
+    sums = jnp.sum(kept[:, : full * block].reshape(n_rows, full, block), axis=-1)
+    if width % block:
+        sums = jnp.concatenate([sums, jnp.sum(kept[:, full * block:], axis=-1, keepdims=True)], axis=-1)
+    return sums
