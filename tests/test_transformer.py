@@ -2,6 +2,8 @@
 cached writing equals the full forward pass, the decoding settings draw the distribution they
 promise (against NumPy), beam search equals a plain NumPy beam search, and bad input is refused.
 (vmapped == one chain at a time, chunking and zero weights: the family's row in test_family_contract, -m slow.)"""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,6 +51,27 @@ def test_one_generation_learns(trained):
     unigram = np.exp(-np.mean(np.log(counts / counts.sum())[heldout[:, 1:]]))
     # measured 11.6 against 25.9: "well below" is below 60% of the unigram's (a failed fit stays near it)
     assert 1.0 < float(metrics["heldout_perplexity"]) < 0.6 * unigram
+
+
+def test_fine_tuning_starts_from_the_previous_or_the_generation_0_network(trained):
+    """init="previous" trains on from the last model, init="generation0" from the one carried as the
+    generation-0 network (TransformerParams.reference), which every later fit hands on."""
+    from jaxcollapse.families.transformer import TransformerParams
+
+    _, fam, source, params, _, _ = trained
+    x, w, key = source.data[:64], jnp.ones(64), jax.random.key(5)
+    other = jax.tree_util.tree_map(lambda a: 0.5 * a, params.model)
+    previous = jax.jit(dataclasses.replace(fam, init="previous", epochs=1).fit)
+    generation0 = jax.jit(dataclasses.replace(fam, init="generation0", epochs=1).fit)
+    from_reference = generation0(key, x, w, TransformerParams(other, params.model))[0]
+    from_trained = previous(key, x, w, TransformerParams(params.model, other))[0]
+    from_other = previous(key, x, w, TransformerParams(other, params.model))[0]
+    leaves = lambda p: jax.tree_util.tree_leaves(p.model)  # noqa: E731
+    for a, b in zip(leaves(from_reference), leaves(from_trained)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(leaves(from_reference), leaves(from_other)))
+    for a, b in zip(jax.tree_util.tree_leaves(from_reference.reference), jax.tree_util.tree_leaves(params.model)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_cached_writing_equals_the_full_forward_pass(trained):

@@ -9,8 +9,10 @@ context only and block - 1 tokens are scored.
 
 Training (families/_training.py, the loop the VAE shares): Adam over `epochs` epochs of shuffled
 mini-batches of blocks, mean token cross-entropy weighted by the training weights; from a fresh
-initialisation every generation (init="scratch") or from the previous generation's network
-(init="previous": fine-tuning, as the paper).
+initialisation every generation (init="scratch"), from the previous generation's network
+(init="previous": fine-tuning the last model), or from the generation-0 network every generation
+(init="generation0": the paper's setup, where each generation fine-tunes the same pretrained model;
+here the network trained on real data stands in for it).
 
 Generation, the paper's setup: generated block i starts with the first `prompt_length` tokens of
 real block i mod n_data of source.data and the model writes the rest, by sampling (temperature,
@@ -40,7 +42,7 @@ from jaxcollapse.types import FitInfo, Source
 
 MAX_VOCAB = 46_340  # bigram ids v * V + u must fit in int32 (the support metric sorts them)
 DECODINGS = ("sample", "beam")
-INITS = ("scratch", "previous")
+INITS = ("scratch", "previous", "generation0")
 
 
 class TransformerParams(NamedTuple):
@@ -63,7 +65,9 @@ class Transformer(TransformerStudy, FamilyBase):
     d_model, n_heads, n_layers: width (divisible by n_heads), attention heads, layers.
     epochs, batch_size: passes over the training set per generation, blocks per Adam step.
     learning_rate: Adam step size (traced).
-    init: "scratch" (a fresh network every generation) | "previous" (fine-tune the previous one).
+    init: "scratch" (a fresh network every generation) | "previous" (fine-tune the previous one) |
+        "generation0" (fine-tune the generation-0 network every generation, as the paper restarts
+        from its pretrained model).
     prompt_length: real tokens that start each generated block (1 <= prompt_length < block).
     decoding: "sample" | "beam"; n_beams: beams of beam search.
     temperature, top_k (0: off), repetition_penalty (1: off): decoding settings (traced); beam
@@ -177,7 +181,10 @@ class Transformer(TransformerStudy, FamilyBase):
     def fit(self, key, x, w, init=None) -> tuple[TransformerParams, FitInfo]:
         """Train; FitInfo.log_lik is the mean token log-likelihood of the last epoch's mini-batches (weighted)."""
         k_init, k_train = jax.random.split(key)
-        model = init.model if (self.init == "previous" and init is not None) else self.init_params(k_init)
+        if init is None or self.init == "scratch":
+            model = self.init_params(k_init)
+        else:
+            model = init.model if self.init == "previous" else init.reference
 
         def loss(p, k, batch, batch_w):
             del k
