@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxcollapse import _checks
+
 
 class Batches(NamedTuple):
     """How a fit forms its mini-batches (static: shapes only)."""
@@ -103,6 +105,14 @@ def _given_index(step_input):
     idx, k_loss = step_input
     return idx, k_loss, lambda w, idx: w[idx]
 
+
+def check_batch_fits(batch_size: int, n_samples: int, points: str) -> None:
+    """The families' check_settings: n_samples a positive int, and a batch no larger than one generation's
+    training set (`points` names them in the message: "images", "blocks")."""
+    _checks.positive_int("n_samples", n_samples)
+    if batch_size > n_samples:
+        raise ValueError(f"batch_size ({batch_size}) must be <= n_samples ({n_samples}), "
+                         f"the number of training {points} per generation")
 
 def _shuffled_batches(key, n: int, w, batches: Batches) -> jax.Array:
     """[n_epochs * (n // batch_size), batch_size] point indices: one random order per epoch.

@@ -452,8 +452,7 @@ class _Sampler(NamedTuple):
         inverse_temperature = 1.0 / jnp.asarray(temperature, counts.dtype)
 
         def weight(x, peak):
-            ratio = (x + alpha) / peak
-            return jnp.where(ratio > 0, ratio ** inverse_temperature, 0.0)
+            return _decoded_weight(x, peak, alpha, inverse_temperature)
 
         table = jnp.concatenate([counts, jnp.sum(counts, axis=0)[None]])
         peak = jnp.maximum(jnp.max(table, axis=-1) + alpha, 1e-30)
@@ -465,8 +464,7 @@ class _Sampler(NamedTuple):
         return cls(table, seen, peak, cut, _prefix_sums(sums), last_block, alpha, inverse_temperature)
 
     def _weights(self, x, row):
-        ratio = (x + self.alpha) / self.peak[row, None]
-        w = jnp.where(ratio > 0, ratio ** self.inverse_temperature, 0.0)
+        w = _decoded_weight(x, self.peak[row, None], self.alpha, self.inverse_temperature)
         return jnp.where(x >= self.cut[row, None], w, 0.0)
 
     def _row(self, context):
@@ -494,6 +492,12 @@ class _Sampler(NamedTuple):
         j = jnp.sum(_prefix_sums(w) <= (target - before)[:, None], axis=-1)
         last = block - 1 - jnp.argmax(w[:, ::-1] > 0, axis=-1)         # never past the block's last kept token
         return (start + jnp.minimum(j, last)).astype(jnp.int32)
+
+
+def _decoded_weight(x, peak, alpha, inverse_temperature):
+    """A token's sampling weight from its count x: ((x + alpha) / peak)^(1/T), in (0, 1] below the peak."""
+    ratio = (x + alpha) / peak
+    return jnp.where(ratio > 0, ratio ** inverse_temperature, 0.0)
 
 
 def _block_sums(kept):

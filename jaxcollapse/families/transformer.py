@@ -157,10 +157,7 @@ class Transformer(TransformerStudy, FamilyBase):
                          f"has no true parameters, got {type(params).__name__}")
 
     def check_settings(self, n_samples: int) -> None:
-        _checks.positive_int("n_samples", n_samples)
-        if self.batch_size > n_samples:
-            raise ValueError(f"batch_size ({self.batch_size}) must be <= n_samples ({n_samples}), "
-                             "the number of training blocks per generation")
+        _training.check_batch_fits(self.batch_size, n_samples, "blocks")
 
     def record_params(self, params: TransformerParams) -> ModelParams:
         return ModelParams(params.model)
