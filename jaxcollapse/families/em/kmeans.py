@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcollapse.families.em.densities import UNROLL_DIM
+from jaxcollapse.families.em.reductions import row_sums
 from jaxcollapse.families.em.sampling import pick
 
 
@@ -38,7 +39,7 @@ def lloyd(centres, xt, w, n_iter: int):
         if d > UNROLL_DIM:
             member = jax.nn.one_hot(jnp.argmin(sq_dist_t(xt, c), 0), K, dtype=xt.dtype, axis=0) * w[None]
             return jnp.sum(member, 1), jnp.sum(member[:, None, :] * xt[None], 2)
-        # per coordinate, a running minimum over the centres: every sum one fused reduction
+        # per coordinate, a running minimum over the centres, the sums as one product
         # (an argmin over K and one-hot [K, d, n] products cost ~2x more on CPU)
         best, label = None, None
         for k in range(K):
@@ -49,8 +50,8 @@ def lloyd(centres, xt, w, n_iter: int):
                 closer = d2 < best
                 best, label = jnp.where(closer, d2, best), jnp.where(closer, k, label)
         member = [jnp.where(label == k, w, 0.0) for k in range(K)]
-        counts = jnp.stack([jnp.sum(m) for m in member])
-        return counts, jnp.asarray([[jnp.sum(m * xt[a]) for a in range(d)] for m in member])
+        sums = row_sums([term for m in member for term in [m] + [m * xt[a] for a in range(d)]]).reshape(K, d + 1)
+        return sums[:, 0], sums[:, 1:]
 
     def step(_, c):
         counts, total = sums(c)

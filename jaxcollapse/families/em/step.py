@@ -9,6 +9,7 @@ import numpy as np
 
 from jaxcollapse.families.em.densities import UNROLL_DIM, MixtureParams, cholesky, inv_lower, joint_t, normalise
 from jaxcollapse.families.em.mstep import Fallback, Moments, empty, eps, moments, reseed, stored_covs, worst_point
+from jaxcollapse.families.em.reductions import row_sums
 
 
 def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
@@ -46,17 +47,18 @@ def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
     w_over_total = w / total
     pairs = [(a, b) for a in range(d) for b in range(a, d)] if covariance == "full" else [(a, a) for a in range(d)]
     rws = [e * w_over_total for e in expd]
-    nk_raw = jnp.stack([jnp.sum(rw) for rw in rws])
+    sums = row_sums([term for k, rw in enumerate(rws) for term in [rw] + [rw * diff for diff in diffs[k]]])
+    sums = sums.reshape(K, d + 1)
+    nk_raw = sums[:, 0]
     nk = nk_raw + 10 * eps(dtype)
-    first = jnp.asarray([[jnp.sum(rw * diffs[k][a]) for a in range(d)] for k, rw in enumerate(rws)]) / nk[:, None]
-    means = theta.means + first                                      # [K, d]
+    means = theta.means + sums[:, 1:] / nk[:, None]                  # [K, d]
     # second moments about the new means (two passes, as scikit-learn): E[x^2] - mean^2 about the
     # old means cancels in float32 when a component moves far for its width, and can go negative
-    second = []
+    terms = []
     for k, rw in enumerate(rws):
         centred = [rows[a] - means[k, a] for a in range(d)]
-        second.append([jnp.sum(rw * centred[a] * centred[b]) for a, b in pairs])
-    second = jnp.asarray(second) / nk[:, None]
+        terms += [rw * centred[a] * centred[b] for a, b in pairs]
+    second = row_sums(terms).reshape(K, len(pairs)) / nk[:, None]
     if covariance == "full":
         rows_i, cols_i = np.array(pairs).T
         second_moments = jnp.zeros((K, d, d), dtype).at[:, rows_i, cols_i].set(second).at[:, cols_i, rows_i].set(second)
