@@ -51,7 +51,8 @@ def chunked_while(step, running, state, lane_args, blocks):
         """Step the `size` lanes listed at listed[offset:offset + size]."""
         idx = jax.lax.dynamic_slice_in_dim(listed, offset, size)
         take = lambda a: a[idx]  # noqa: E731
-        new = step(tree_map(take, state), tree_map(take, lane_args))
+        # gathered into contiguous blocks: fused into every consumer, a gather is scalar loads
+        new = step(*jax.lax.optimization_barrier((tree_map(take, state), tree_map(take, lane_args))))
         # a lane listed twice (the padding) is stepped twice from the same state: the same values
         return tree_map(lambda full, part: full.at[idx].set(part), state, new)
 
@@ -66,20 +67,34 @@ def chunked_while(step, running, state, lane_args, blocks):
         order, n_run = running_first(order, running(state))
         return state, order, n_run, lane_iterations + n_big * big + n_small * small
 
+    def tail(state, order, lane_iterations):
+        """The last <= small running lanes: one block, gathered once, stepped until all finish.
+
+        A trip's listing, gather and scatter cost several block steps of a few lanes, and the
+        slowest lanes of a batch run hundreds of iterations after the rest (heavy-tailed counts)."""
+        idx = order[:small]
+        take = lambda a: a[idx]  # noqa: E731
+        block, args = jax.lax.optimization_barrier((tree_map(take, state), tree_map(take, lane_args)))
+        block, trips = jax.lax.while_loop(lambda c: jnp.any(running(c[0])), lambda c: (step(c[0], args), c[1] + 1),
+                                          (block, jnp.zeros((), jnp.int32)))
+        return tree_map(lambda full, part: full.at[idx].set(part), state, block), lane_iterations + trips * small
+
     order, n_run = running_first(jnp.arange(B, dtype=jnp.int32), running(state))
-    state, _, _, lane_iterations = jax.lax.while_loop(lambda c: c[2] > 0, trip,
-                                                      (state, order, n_run, jnp.zeros((), jnp.int32)))
-    return state, lane_iterations
+    state, order, _, lane_iterations = jax.lax.while_loop(lambda c: c[2] > small, trip,
+                                                          (state, order, n_run, jnp.zeros((), jnp.int32)))
+    return tail(state, order, lane_iterations)
 
 
 def lane_iterations(n_iter, blocks) -> int:
     """Lane-iterations chunked_while runs for lanes that need n_iter [B] iterations each (replayed)."""
     big, small = blocks
     need = np.asarray(n_iter).ravel()
-    still = need.size - np.cumsum(np.bincount(need))[:-1]  # lanes running at trip t = 0 .. max - 1
-    n_big = still // big
-    n_small = -(-(still - n_big * big) // small)
-    return int(np.sum(n_big * big + n_small * small))
+    still = need.size - np.cumsum(np.bincount(need))[:-1]                      # running at trip t = 0 .. max - 1
+    blocked = np.flatnonzero(still > small)                                     # trips stepped in blocks
+    n_big = still[blocked] // big
+    n_small = -(-(still[blocked] - n_big * big) // small)
+    tail_trips = need.max() - (blocked[-1] + 1 if blocked.size else 0)         # one block of `small` lanes
+    return int(np.sum(n_big * big + n_small * small) + tail_trips * small)
 
 
 def lane_efficiency(n_iter) -> float:
