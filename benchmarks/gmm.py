@@ -177,11 +177,17 @@ def main():
     parser.add_argument("--sklearn-chains", type=int, default=None,
                         help="scikit-learn chains in all (default: 4 per process)")
     parser.add_argument("--jax-only", action="store_true", help="time jaxcollapse only (e.g. the whole paper run)")
+    parser.add_argument("--jax-devices", type=int, default=1,
+                        help="split the CPU into this many JAX devices, chains sharded over them (the baselines use "
+                             "one process per core; README: one device per core)")
     cfg = parser.parse_args()
+    if cfg.jax_devices > 1:  # before jax starts
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_force_host_platform_device_count={cfg.jax_devices}").strip()
     import jax
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"jax {jax.__version__}, numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
+          f"jax {jax.__version__} ({jax.device_count()} device(s)), numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
     print(f"setting: {cfg.n_generations + 1} fits per chain (generation 0 included), n_samples {cfg.n_samples}, "
           f"K=2 full, tol {cfg.tol}, max_iter {cfg.max_iter}")
     fits = cfg.n_generations + 1
