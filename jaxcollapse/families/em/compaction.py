@@ -21,8 +21,16 @@ import numpy as np
 BIG, SMALL = 32, 4  # lanes per block: per lane-iteration, blocks of 4-256 lanes cost about the same on CPU
 
 
-def block_sizes(B: int, big: int = BIG, small: int = SMALL) -> tuple[int, int]:
-    """(big, small) lane blocks for a batch of B lanes."""
+def block_sizes(B: int, big: int = BIG, small: int = SMALL, backend: str = "cpu") -> tuple[int, int]:
+    """(big, small) lane blocks for a batch of B lanes.
+
+    On a CPU a block's cost grows with its lanes, so only running lanes are stepped. On an
+    accelerator a step's cost is mostly its latency, which the slowest lane pays once per
+    iteration anyway: one block of every lane (the tail loop), finished lanes frozen, so an
+    iteration is one step instead of one per 32 lanes (not yet timed on a GPU: benchmarks/gpu.py).
+    """
+    if backend != "cpu":
+        return B, B
     big = min(big, B)
     return big, min(small, big)
 

@@ -97,7 +97,8 @@ def _em_program(max_iter: int, covariance: str):
             return advance(state, em_batch, tol_, max_iter)
 
         final, _ = chunked_while(step, lambda st: running(st, max_iter), start_state(params, (B,)),
-                                 (xt, w, fb, tol, reg_covar), block_sizes(B))
+                                 (xt, w, fb, tol, reg_covar),
+                                 block_sizes(B, backend=jax.default_backend()))
         out = result(final)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
