@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcollapse.families.em.densities import MixtureParams
-from jaxcollapse.families.em.kmeans import kmeans_plus_plus, lloyd, sq_dist_t
+from jaxcollapse.families.em.kmeans import kmeans_plus_plus, lloyd, nearest
 from jaxcollapse.families.em.mstep import fallback, m_step_from
 
 
@@ -14,10 +14,10 @@ def init_kmeans(key, x, w, K: int, kmeans_iter: int, covariance: str, reg_covar)
     hard labels as responsibilities, one M-step."""
     xt = x.T
     centres = lloyd(kmeans_plus_plus(key, xt, w, K), xt, w, kmeans_iter)
-    d2 = sq_dist_t(xt, centres)
-    resp = jax.nn.one_hot(jnp.argmin(d2, 0), K, dtype=x.dtype, axis=0)
+    best, label = nearest(xt, centres)
+    resp = jnp.stack([(label == k).astype(x.dtype) for k in range(K)])
     fb = fallback(xt, w, K, covariance, reg_covar)
-    return m_step_from(centres, xt, w, resp, jnp.min(d2, 0), fb, covariance, reg_covar)
+    return m_step_from(centres, xt, w, resp, best, fb, covariance, reg_covar)
 
 
 def init_random(key, x, w, K: int, covariance: str, reg_covar) -> MixtureParams:

@@ -14,6 +14,26 @@ def sq_dist_t(xt, centres):
     return jnp.sum((xt[None, :, :] - centres[:, :, None]) ** 2, 1)
 
 
+def nearest(xt, centres):
+    """(squared distance [n] to the nearest centre, its index [n]; ties: lowest k).
+
+    Up to UNROLL_DIM, per coordinate with a running minimum over the centres: an argmin over K
+    (a two-output reduction) runs as scalar code on CPU, several times slower."""
+    K, d = centres.shape
+    if d > UNROLL_DIM:
+        d2 = sq_dist_t(xt, centres)
+        return jnp.min(d2, 0), jnp.argmin(d2, 0).astype(jnp.int32)
+    best, label = None, None
+    for k in range(K):
+        d2 = sum((xt[a] - centres[k, a]) ** 2 for a in range(d))
+        if k == 0:
+            best, label = d2, jnp.zeros(d2.shape, jnp.int32)
+        else:
+            closer = d2 < best
+            best, label = jnp.where(closer, d2, best), jnp.where(closer, k, label)
+    return best, label
+
+
 def kmeans_plus_plus(key, xt, w, K: int):
     """k-means++ seeding (one candidate per step), weighted: P(pick n) proportional to w_n D_n^2."""
     keys = jax.random.split(key, K)
@@ -39,16 +59,7 @@ def lloyd(centres, xt, w, n_iter: int):
         if d > UNROLL_DIM:
             member = jax.nn.one_hot(jnp.argmin(sq_dist_t(xt, c), 0), K, dtype=xt.dtype, axis=0) * w[None]
             return jnp.sum(member, 1), jnp.sum(member[:, None, :] * xt[None], 2)
-        # per coordinate, a running minimum over the centres, the sums as one product
-        # (an argmin over K and one-hot [K, d, n] products cost ~2x more on CPU)
-        best, label = None, None
-        for k in range(K):
-            d2 = sum((xt[a] - c[k, a]) ** 2 for a in range(d))
-            if k == 0:
-                best, label = d2, jnp.zeros(d2.shape, jnp.int32)
-            else:
-                closer = d2 < best
-                best, label = jnp.where(closer, d2, best), jnp.where(closer, k, label)
+        label = nearest(xt, c)[1]
         member = [jnp.where(label == k, w, 0.0) for k in range(K)]
         sums = row_sums([term for m in member for term in [m] + [m * xt[a] for a in range(d)]]).reshape(K, d + 1)
         return sums[:, 0], sums[:, 1:]

@@ -17,8 +17,12 @@ def pick(key, cumulative, shape=()):
 
 
 def inverse_cdf(u, cumulative):
-    """The first index whose cumulative exceeds u, at most the last positive increment's."""
-    return jnp.minimum(jnp.sum(cumulative <= u[..., None], -1), jnp.argmax(cumulative))
+    """The first index whose cumulative exceeds u, at most the last positive increment's.
+
+    That one is the first index reaching the (nondecreasing) total: counted, not an argmax (a
+    two-output reduction, scalar code on CPU)."""
+    last = jnp.sum(cumulative < cumulative[-1], -1)
+    return jnp.minimum(jnp.sum(cumulative <= u[..., None], -1), last)
 
 
 def sample_mixture(key, params: MixtureParams, n: int):
