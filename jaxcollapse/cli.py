@@ -37,6 +37,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "or $XDG_CACHE_HOME/jaxcollapse/jax; also JAXCOLLAPSE_NO_CACHE=1)")
     parser.add_argument("--devices", type=int, metavar="N",
                         help="shard the chains over the first N devices (default: every device, of every process)")
+    _add_cpu_devices(parser)
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-process run (jax.distributed.initialize): coordinator, process count and "
                              "id from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID or the cluster "
@@ -63,13 +64,47 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _cpu_device_count(text: str) -> int:
+    import os
+
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed values are an integer >= 1 or 'auto' (one per core)")
+    return count
+
+
+def _add_cpu_devices(parser) -> None:
+    parser.add_argument("--cpu-devices", type=_cpu_device_count, metavar="N|auto",
+                        help="split the CPU into N JAX devices (auto: one per core) and shard the chains over them; "
+                             "one XLA:CPU device keeps about one core busy on small per-chain programs (the "
+                             "paper's GMM: 2.1x on 2 cores); same chains, see README")
+
+
+def _use_cpu_devices(args) -> None:
+    """Before anything touches a device."""
+    if getattr(args, "cpu_devices", None):
+        import jax
+
+        try:
+            jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+        except RuntimeError:  # JAX already started in this process (a Python session calling main)
+            if jax.local_device_count("cpu") != args.cpu_devices:
+                raise ValueError(f"--cpu-devices {args.cpu_devices}: JAX has already started here with "
+                                 f"{jax.local_device_count('cpu')} CPU device(s); give it on the command line")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxcollapse", description="Model-collapse studies as compiled JAX programs.")
     parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_options(commands.add_parser("run", help="run a study", description="Run a study config."))
     commands.add_parser("list", help="list the built-in studies")
-    commands.add_parser("info", help="show devices, versions and the compilation cache")
+    _add_cpu_devices(commands.add_parser("info", help="show devices, versions and the compilation cache"))
     plot = commands.add_parser("plot", help="draw the figures of a results directory")
     plot.add_argument("results", metavar="DIR")
     show = commands.add_parser("summary", help="summarise a results directory")
@@ -90,6 +125,7 @@ def _log(message: str) -> None:
 
 
 def cmd_run(args) -> int:
+    _use_cpu_devices(args)
     if args.distributed:  # before anything touches a device
         from jaxcollapse import sharding
 
@@ -148,6 +184,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_info(args) -> int:
+    _use_cpu_devices(args)
     from jaxcollapse import compile_cache, config, study
 
     env = study.environment()

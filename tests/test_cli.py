@@ -190,3 +190,19 @@ def test_console_script_help():
     # the installed entry point (pyproject [project.scripts]) is the same main()
     done = subprocess.run([sys.executable, "-m", "jaxcollapse.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "run" in done.stdout and "list" in done.stdout
+
+
+def test_cpu_devices_option(capsys):
+    """--cpu-devices splits the CPU before JAX starts (a fresh process); refused by name when it cannot."""
+    done = subprocess.run([sys.executable, "-m", "jaxcollapse.cli", "info", "--cpu-devices", "2"],
+                          capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr
+    assert "devices      2: " in done.stdout
+    with pytest.raises(SystemExit):
+        cli.main(["info", "--cpu-devices", "0"])
+    assert "allowed values are an integer >= 1 or 'auto'" in capsys.readouterr().err
+    import jax
+
+    assert jax.local_device_count("cpu") == 1  # JAX started in this process, with one CPU device
+    assert cli.main(["info", "--cpu-devices", "3"]) == 1
+    assert "JAX has already started here with 1 CPU device(s)" in capsys.readouterr().err
