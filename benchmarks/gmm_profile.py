@@ -9,7 +9,8 @@ phase jitted and vmapped over chains on its own, best of --repeats after a warm-
   - init: k-means++ seeds, 10 Lloyd steps, one M-step;
   - EM: the whole loop to tol (compacted, as in a run);
   - one EM iteration: a fixed number of batched steps (no stopping) at several batch sizes, in
-    microseconds per lane-iteration (the floor for 1000 points is near 1.4 us on this CPU).
+    microseconds per lane-iteration (the floor for 1000 points is near 1.4 us on this CPU; the
+    log-likelihood is kept, as in a run).
 Lane efficiency = mean EM iterations / lane-iterations the loop ran per lane (idle lanes of a
 batch count as run); the loop's schedule is replayed exactly from the iteration counts.
 """
@@ -82,9 +83,10 @@ def iteration_cost(x, w, start, batch_sizes, n_steps, repeats):
 
     @jax.jit
     def steps(theta, xt, w, fb, reg):
-        def body(_, theta):
-            return batched_em_step(theta, xt, w, fb, "full", reg)[1]
-        return jax.lax.fori_loop(0, n_steps, body, theta)
+        def body(_, carry):  # the log-likelihood is carried, so it is computed as in a run
+            ll, new = batched_em_step(carry[0], xt, w, fb, "full", reg)
+            return new, carry[1] + ll
+        return jax.lax.fori_loop(0, n_steps, body, (theta, jnp.zeros(reg.shape, reg.dtype)))
 
     for size in batch_sizes:
         args = jax.tree_util.tree_map(lambda a: a[:size], (MixtureParams(*start), xt, w, fb, reg))
