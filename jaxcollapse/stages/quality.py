@@ -145,8 +145,9 @@ def _kept(s, valid, n: int, per_pass: int = 3):
     comparisons are stored before the product; 10,000 chains of 200: 0.7 ms for 4, 1.1 ms for 8,
     3.3 ms for 16), and most generations of a run need one pass (collapsed chains tie at their cut).
     On the benchmark's 10,000 chains of 200 Gaussian candidates: 1 pass once chains collapse (from
-    generation 10 or so), up to 16-17 in the first generations (6-9 with 16 thresholds a pass), in
-    all 1.3x less time for the selection in the first generations and 1.6x less once collapsed.
+    generation 10 or so), up to 10-15 in the first generations (6-9 with 16 thresholds a pass); the
+    selection then takes 3.6 ms a generation instead of 6.8 collapsed, 19-28 instead of 25-50 early
+    (benchmarks/RESULTS.md, "filter_top's cost").
     """
     m = s.shape[0]
     key = jnp.where(valid, _order_key(s), 0)
