@@ -135,13 +135,19 @@ def test_filter_top_as_the_last_stage_reweights_and_matches_numpy():
 
 def test_kept_mask_equals_a_plain_sort_on_hard_cases():
     """_kept (the mask both filter_top paths use) at 200 candidates: drawn, collapsed (a few distinct
-    values), all equal, -inf / NaN / invalid, fewer valid than n, and fewer candidates than one pass counts."""
+    values; two neighbouring floats, as a chain collapsed at a rounding boundary), all equal, -0 / +0,
+    scores spread over the whole float range (+inf included: many passes), -inf / NaN / invalid, fewer
+    valid than n, and fewer candidates than one pass counts; against a stable sort."""
     from jaxcollapse.stages.quality import _kept
 
     rng = np.random.default_rng(1)
     m = 200
     z = rng.normal(size=(40, m))
-    cases = [z, np.round(z * 2) / 2, 1e-30 * np.round(z), np.full((40, m), -0.9189385),
+    half = rng.uniform(size=(40, m)) < 0.5
+    neighbours = np.where(half, np.float32(-0.9189385), np.nextafter(np.float32(-0.9189385), np.float32(0)))
+    spread = np.clip(1e-30 * np.sign(z) * 1e10 ** (z * z), -3e38, 3e38)        # 1e-30 to 3e38, both signs
+    cases = [z, np.round(z * 2) / 2, 1e-30 * np.round(z), np.full((40, m), -0.9189385), neighbours,
+             np.where(half, 0.0, -0.0), np.where(rng.uniform(size=(40, m)) < 0.05, np.inf, spread),
              np.where(rng.uniform(size=(40, m)) < 0.6, -np.inf, z), np.where(rng.uniform(size=(40, m)) < 0.1, np.nan, z)]
     s = np.concatenate(cases).astype(np.float32)
     valid = ~np.isnan(s) & (s > -np.inf) & (rng.uniform(size=s.shape) < 0.95)

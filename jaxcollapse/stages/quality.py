@@ -56,6 +56,9 @@ class FilterTop:
     score: Any
     min_keep: float
     name = "filter_top"
+    # the engine stores the generated points once (engine/step.py, _stored): the scores, the
+    # selection and the fit all read them, and XLA would otherwise recompute the random draws in each
+    stores_batch = True
 
     def init(self, real, ctx):
         state = self.score.init(real, ctx)
@@ -126,18 +129,25 @@ def _best_in_order(s, valid, n: int):
     return chosen, jnp.sum(kept)
 
 
-def _kept(s, valid, n: int, per_pass: int = 15):
+def _kept(s, valid, n: int, per_pass: int = 3):
     """Mask of the n best valid scores s [m] (ties: the earlier candidate); fewer if fewer are valid.
 
     Written for XLA:CPU under vmap, where sort and top_k are slow, a while loop runs every chain as
-    long as the slowest, and counting a few thresholds at once costs about one pass over the
-    candidates (a matrix product). On the scores' order keys, a bracket [lo, hi) with count(lo) >= n
-    > count(hi) is narrowed by per_pass + 1 counted thresholds a pass: first the first candidates'
-    own keys and each + 1 (an equal-score cut, as in a collapsed chain, is found at once), then
-    lo + 1 and evenly spaced keys, until count(lo) == n (the keys >= lo are kept) or the bracket is
-    one key wide (ties at the cut: _position_of finds the last of them kept). An invalid score has
-    key 0, below every valid one, and is never kept. On the benchmark's 10,000 chains of 200
-    Gaussian candidates: at most 6 to 9 passes in the first generations, 1 once chains collapse.
+    long as the slowest, and counting a few thresholds at once is one pass over the candidates (a
+    matrix product). On the scores' order keys, a bracket [lo, hi) with count(lo) >= n > count(hi)
+    is narrowed by per_pass + 1 counted thresholds a pass: first the first candidates' own keys and
+    each + 1 (an equal-score cut, as in a collapsed chain, is found at once), then lo + 1 and evenly
+    spaced keys, until count(lo) == n (the keys >= lo are kept) or the bracket is one key wide (ties
+    at the cut: _position_of finds the last of them kept). An invalid score has key 0, below every
+    valid one, and is never kept.
+
+    4 thresholds a pass, not 16: a pass costs more than in proportion to its thresholds (the [k, m]
+    comparisons are stored before the product; 10,000 chains of 200: 0.7 ms for 4, 1.1 ms for 8,
+    3.3 ms for 16), and most generations of a run need one pass (collapsed chains tie at their cut).
+    On the benchmark's 10,000 chains of 200 Gaussian candidates: 1 pass once chains collapse (from
+    generation 10 or so), up to 10-15 in the first generations (6-9 with 16 thresholds a pass); the
+    selection then takes 3.6 ms a generation instead of 6.8 collapsed, 19-28 instead of 25-50 early
+    (benchmarks/RESULTS.md, "filter_top's cost").
     """
     m = s.shape[0]
     key = jnp.where(valid, _order_key(s), 0)
@@ -168,21 +178,29 @@ def _kept(s, valid, n: int, per_pass: int = 15):
     parts = jnp.arange(1, per_pass + 1, dtype=key.dtype)
     one = jnp.ones((1,), key.dtype)
 
+    # later passes also try two more candidates' own keys (2 and 3, then 4 and 5, ...) in place of the
+    # evenly spaced keys beside the middle one, where they fall inside the bracket: a bracket open on one
+    # side (both first keys on the same side of the cut) then closes on the data, not on the key range
+    # around it (on the benchmark's first generations: at most 10-15 passes, not 16-17)
+    spare = np.array([0, per_pass - 1]) if per_pass >= 3 and m >= 4 else None
+
     def open_keys(carry):
-        lo, hi, at_lo, _, started = carry
-        return ~started | ((at_lo > n) & (hi - lo > 1))
+        lo, hi, at_lo, _, passes = carry
+        return (passes == 0) | ((at_lo > n) & (hi - lo > 1))
 
     def split_keys(carry):
-        lo, hi, at_lo, at_hi, started = carry
+        lo, hi, at_lo, at_hi, passes = carry
         width = hi - lo                                    # evenly spaced keys inside (lo, hi), no overflow
         spaced = lo + (width // (per_pass + 1)) * parts + (width % (per_pass + 1)) * parts // (per_pass + 1)
-        thresholds = jnp.where(started, jnp.concatenate([lo + one, spaced]), first)
-        return (*narrow(lo, hi, at_lo, at_hi, thresholds, count(key[None, :] >= thresholds[:, None])),
-                jnp.ones((), bool))
+        if spare is not None:
+            drawn = jax.lax.dynamic_slice(key, ((2 * passes) % (m - 1),), (2,))
+            spaced = spaced.at[spare].set(jnp.where((drawn > lo) & (drawn < hi), drawn, spaced[spare]))
+        thresholds = jnp.where(passes > 0, jnp.concatenate([lo + one, spaced]), first)
+        return (*narrow(lo, hi, at_lo, at_hi, thresholds, count(key[None, :] >= thresholds[:, None])), passes + 1)
 
     lo, hi, at_lo, at_hi, _ = jax.lax.while_loop(
         open_keys, split_keys, (jnp.zeros((), key.dtype), top, jnp.asarray(m, jnp.int32), jnp.zeros((), jnp.int32),
-                                jnp.zeros((), bool)))
+                                jnp.zeros((), jnp.int32)))
     # ties at the cut (count(lo) > n, lo one key wide): keep the first n - at_hi of the keys equal to lo
     tied = (key == lo) & (lo > 0)
     # a loop that runs once, or not at all when no chain has ties at its cut
