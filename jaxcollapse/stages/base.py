@@ -162,6 +162,11 @@ class Pipeline:
             states.append(st)
         return PipelineState(tuple(states)), batch
 
+    @property
+    def stores_batch(self) -> bool:
+        """Whether a stage asks the engine to store the generated points once (filter_top)."""
+        return any(getattr(s, "stores_batch", False) for s in self.stages)
+
     def batch_size(self, n: int) -> int:
         for s in reversed(self.stages):
             n = s.batch_size(n)
