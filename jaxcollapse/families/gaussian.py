@@ -22,6 +22,7 @@ from jaxcollapse import _checks
 from jaxcollapse.families import log_cholesky
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
 from jaxcollapse.families.gaussian_study import GaussianStudy
+from jaxcollapse.families.standard_normal import standard_normal
 from jaxcollapse.types import FitInfo, Source
 
 
@@ -152,7 +153,7 @@ class Gaussian(GaussianStudy, FamilyBase):
 
     def sample(self, key, params, n: int) -> jax.Array:
         model = self.model(params)
-        return self._points(model, jax.random.normal(key, (n, self.dim), model.mean.dtype))
+        return self._points(model, standard_normal(key, (n, self.dim), model.mean.dtype))
 
     def generate(self, key, params, n: int, source: Source | None = None) -> jax.Array:
         return self.generate_local(key, params, n, source)[0]
@@ -164,7 +165,7 @@ class Gaussian(GaussianStudy, FamilyBase):
         numpyro's MultivariateNormal: its scale_tril would underflow.
         """
         model = self.model(params)
-        local = jax.random.normal(key, (n, self.dim), model.mean.dtype)
+        local = standard_normal(key, (n, self.dim), model.mean.dtype)
         return self._points(model, local, self.lam), local
 
     def log_prob(self, params, x) -> jax.Array:
