@@ -22,6 +22,7 @@ from jaxcollapse import _checks
 from jaxcollapse.families import log_cholesky
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
 from jaxcollapse.families.gaussian_study import GaussianStudy
+from jaxcollapse.families.standard_normal import standard_normal
 from jaxcollapse.types import FitInfo, Source
 
 
@@ -61,13 +62,16 @@ def _weighted_moments(x, w, count):
 
     In one dimension on the points' own axis: under vmap, jax 0.12's XLA:CPU runs the broadcasts of
     [n, 1] arrays several times slower than those of [n] (1-D chains 1.7x slower than under 0.9.2).
+    The mean as x^T w, not w^T x: for w^T x, jax 0.12's XLA:CPU first copies the chains' points into
+    [n, chains * d] (recomputing the draws on the way, 7x the cost of the product); for x^T w it reads
+    them along n. Under jax 0.9.2 both compile to the same fused product, same numbers.
     """
     if x.shape[-1] == 1:
         x1 = x[:, 0]
         mean = jnp.sum(w * x1) / jnp.maximum(count, 1e-30)
         centred = x1 - mean
         return mean[None], jnp.sum(w * centred * centred)[None, None]
-    mean = jnp.einsum("n,nd->d", w, x) / jnp.maximum(count, 1e-30)
+    mean = (x.T @ w) / jnp.maximum(count, 1e-30)
     centred = x - mean
     return mean, jnp.einsum("n,nd,ne->de", w, centred, centred)
 
@@ -152,7 +156,7 @@ class Gaussian(GaussianStudy, FamilyBase):
 
     def sample(self, key, params, n: int) -> jax.Array:
         model = self.model(params)
-        return self._points(model, jax.random.normal(key, (n, self.dim), model.mean.dtype))
+        return self._points(model, standard_normal(key, (n, self.dim), model.mean.dtype))
 
     def generate(self, key, params, n: int, source: Source | None = None) -> jax.Array:
         return self.generate_local(key, params, n, source)[0]
@@ -164,7 +168,7 @@ class Gaussian(GaussianStudy, FamilyBase):
         numpyro's MultivariateNormal: its scale_tril would underflow.
         """
         model = self.model(params)
-        local = jax.random.normal(key, (n, self.dim), model.mean.dtype)
+        local = standard_normal(key, (n, self.dim), model.mean.dtype)
         return self._points(model, local, self.lam), local
 
     def log_prob(self, params, x) -> jax.Array:
