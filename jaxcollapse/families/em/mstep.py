@@ -12,8 +12,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxcollapse.families.em.densities import SMALL_DIM, MixtureParams, joint_t, normalise
+from jaxcollapse.families.em.densities import SMALL_DIM, UNROLL_DIM, MixtureParams, joint_t, normalise
+from jaxcollapse.families.em.reductions import row_sums
 
 
 def eps(dtype):
@@ -68,6 +70,8 @@ def moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
     (a second pass, as scikit-learn: never negative)."""
     d, n = xt.shape
     dtype = xt.dtype
+    if d <= UNROLL_DIM:
+        return moments_unrolled(shift, xt, [resp[k] * w for k in range(shift.shape[0])], covariance, reg_covar)
     diff = xt[None, :, :] - shift[:, :, None]                      # [K, d, n]
     rw = resp * w[None, :]                                          # [K, n]
     nk_raw = jnp.sum(rw, 1)
@@ -83,6 +87,31 @@ def moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
         second = second / nk[:, None, None]
     else:
         second = jnp.sum(rw[:, None, :] * diff * diff, 2) / nk[:, None]
+    return Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw)
+
+
+def moments_unrolled(shift, xt, rws, covariance: str, reg_covar) -> Moments:
+    """moments() from the weighted responsibilities rws (K arrays [n]), every sum one row of a
+    matrix-vector product (em/reductions.row_sums), for d <= UNROLL_DIM: faster on CPU, and each
+    chain's sums do not depend on how many chains share the program (XLA:CPU reduced moments()'s
+    [K, d, d, n] products differently at 128 and 256 chains)."""
+    K, d = shift.shape
+    dtype = xt.dtype
+    rows = [xt[a] for a in range(d)]
+    sums = row_sums([t for k, rw in enumerate(rws) for t in [rw] + [rw * (rows[a] - shift[k, a]) for a in range(d)]])
+    sums = sums.reshape(K, d + 1)
+    nk_raw = sums[:, 0]
+    nk = nk_raw + 10 * eps(dtype)
+    means = shift + sums[:, 1:] / nk[:, None]
+    pairs = [(a, b) for a in range(d) for b in range(a, d)] if covariance == "full" else [(a, a) for a in range(d)]
+    terms = []
+    for k, rw in enumerate(rws):
+        centred = [rows[a] - means[k, a] for a in range(d)]
+        terms += [rw * centred[a] * centred[b] for a, b in pairs]
+    second = row_sums(terms).reshape(K, len(pairs)) / nk[:, None]
+    if covariance == "full":
+        rows_i, cols_i = np.array(pairs).T
+        second = jnp.zeros((K, d, d), dtype).at[:, rows_i, cols_i].set(second).at[:, cols_i, rows_i].set(second)
     return Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw)
 
 

@@ -5,30 +5,26 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxcollapse.families.em.densities import UNROLL_DIM, MixtureParams, cholesky, inv_lower, joint_t, normalise
-from jaxcollapse.families.em.mstep import Fallback, Moments, empty, eps, moments, reseed, stored_covs, worst_point
-from jaxcollapse.families.em.reductions import row_sums
+from jaxcollapse.families.em.mstep import Fallback, empty, moments, moments_unrolled, reseed, worst_point
 
 
 def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
-    """em_update with every per-point quantity an [n] array and every M-step moment its own reduction."""
+    """em_update with every per-point quantity an [n] array and the M-step's sums as one product each pass."""
     K, d = theta.means.shape
-    dtype = xt.dtype
     chol = cholesky(theta.covs)
     inv_chol = inv_lower(chol)
     const = (jnp.log(theta.weights) - jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
              - 0.5 * d * math.log(2.0 * math.pi))
     rows = [xt[a] for a in range(d)]
-    diffs, joints = [], []
+    joints = []
     for k in range(K):
         diff = [rows[a] - theta.means[k, a] for a in range(d)]
         quad = 0.0
         for e in range(d):
             y = sum(inv_chol[k, e, a] * diff[a] for a in range(e + 1))
             quad = quad + y * y
-        diffs.append(diff)
         joints.append(const[k] - 0.5 * quad)
     if K == 2:  # one exp per point: the larger joint's term is exp(0) = 1
         gap = joints[1] - joints[0]
@@ -45,26 +41,7 @@ def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
         per_point = top + jnp.log(total)
     ll = jnp.sum(w * per_point) / jnp.sum(w)
     w_over_total = w / total
-    pairs = [(a, b) for a in range(d) for b in range(a, d)] if covariance == "full" else [(a, a) for a in range(d)]
-    rws = [e * w_over_total for e in expd]
-    sums = row_sums([term for k, rw in enumerate(rws) for term in [rw] + [rw * diff for diff in diffs[k]]])
-    sums = sums.reshape(K, d + 1)
-    nk_raw = sums[:, 0]
-    nk = nk_raw + 10 * eps(dtype)
-    means = theta.means + sums[:, 1:] / nk[:, None]                  # [K, d]
-    # second moments about the new means (two passes, as scikit-learn): E[x^2] - mean^2 about the
-    # old means cancels in float32 when a component moves far for its width, and can go negative
-    terms = []
-    for k, rw in enumerate(rws):
-        centred = [rows[a] - means[k, a] for a in range(d)]
-        terms += [rw * centred[a] * centred[b] for a, b in pairs]
-    second = row_sums(terms).reshape(K, len(pairs)) / nk[:, None]
-    if covariance == "full":
-        rows_i, cols_i = np.array(pairs).T
-        second_moments = jnp.zeros((K, d, d), dtype).at[:, rows_i, cols_i].set(second).at[:, cols_i, rows_i].set(second)
-    else:
-        second_moments = second
-    return ll, Moments(means, stored_covs(second_moments, covariance, reg_covar), nk, nk_raw)
+    return ll, moments_unrolled(theta.means, xt, [e * w_over_total for e in expd], covariance, reg_covar)
 
 
 def em_update(theta: MixtureParams, xt, w, covariance: str, reg_covar):
