@@ -82,7 +82,7 @@ def _add_cpu_devices(parser) -> None:
     parser.add_argument("--cpu-devices", type=_cpu_device_count, metavar="N|auto",
                         help="split the CPU into N JAX devices (auto: one per core) and shard the chains over them; "
                              "one XLA:CPU device keeps about one core busy on small per-chain programs (the "
-                             "paper's GMM: 2.1x on 2 cores); same chains, see README")
+                             "paper's GMM: 1.2-2.1x on 2 cores); same chains, see README")
 
 
 def _use_cpu_devices(args) -> None:
