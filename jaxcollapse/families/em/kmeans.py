@@ -56,10 +56,10 @@ def lloyd(centres, xt, w, n_iter: int):
 
     def sums(c):
         """(counts [K], coordinate sums [K, d]) of the points nearest each centre (ties: lowest k)."""
-        if d > UNROLL_DIM:
-            member = jax.nn.one_hot(jnp.argmin(sq_dist_t(xt, c), 0), K, dtype=xt.dtype, axis=0) * w[None]
-            return jnp.sum(member, 1), jnp.sum(member[:, None, :] * xt[None], 2)
         label = nearest(xt, c)[1]
+        if d > UNROLL_DIM:
+            member = jax.nn.one_hot(label, K, dtype=xt.dtype, axis=0) * w[None]
+            return jnp.sum(member, 1), jnp.sum(member[:, None, :] * xt[None], 2)
         member = [jnp.where(label == k, w, 0.0) for k in range(K)]
         sums = row_sums([term for m in member for term in [m] + [m * xt[a] for a in range(d)]]).reshape(K, d + 1)
         return sums[:, 0], sums[:, 1:]
