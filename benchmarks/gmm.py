@@ -205,7 +205,7 @@ def main():
         res, jax_seconds, compile_seconds = run_jax(cfg, n_chains)
         jax_rate = n_chains * fits / jax_seconds
         n_iter = np.asarray(res.info.n_iter)
-        from jaxcollapse.families.em.compaction import lane_efficiency
+        from jaxcollapse.families.em.slots import lane_efficiency
 
         print(f"\n{n_chains} chains: jaxcollapse {jax_seconds:.2f} s -> {jax_rate:.0f} cg/s, compile {compile_seconds:.1f} s; "
               f"EM iterations mean {n_iter.mean():.1f} max {n_iter.max()}, lane efficiency "

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse.families.em.compaction import lane_efficiency as schedule_efficiency
+from jaxcollapse.families.em.slots import lane_efficiency as schedule_efficiency
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import fallback
 from jaxcollapse.families.em.step import batched_em_step

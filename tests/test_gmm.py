@@ -236,6 +236,23 @@ def test_chunked_while_steps_each_lane_to_its_count_and_counts_its_work():
     assert lane_iterations(need, (8, 1)) == int(need.sum())  # blocks of one lane idle never
 
 
+def test_slotted_while_steps_each_lane_to_its_count_and_counts_its_work():
+    from jaxcollapse.families.em.compaction import lane_iterations
+    from jaxcollapse.families.em.slots import slotted_lane_iterations, slotted_while
+
+    need = np.random.default_rng(1).geometric(1 / 15, 101)
+    need[[3, 40, 100]] = 0  # lanes that never run: a slot takes the next lane at once
+    need = jnp.asarray(need, jnp.int32)
+    running = lambda st: st[0] < st[1]  # noqa: E731
+    step = lambda st, args: (st[0] + jnp.where(st[0] < st[1], args, 0), st[1])  # noqa: E731
+    for slots, blocks in ((8, (8, 2)), (25, (16, 4)), (0, (16, 4))):  # 0: chunked_while alone
+        (count, _), ran = jax.jit(lambda s, n=slots, b=blocks: slotted_while(
+            step, running, s, jnp.ones(101, jnp.int32), n, b))((jnp.zeros(101, jnp.int32), need))
+        np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
+        assert int(ran) == slotted_lane_iterations(need, slots, blocks) >= int(need.sum())
+    assert slotted_lane_iterations(need, 0, (16, 4)) == lane_iterations(need, (16, 4))
+
+
 def test_previous_without_params_falls_back_to_kmeans():
     x = jax.random.normal(jax.random.key(0), (300, 2))
     a = GMM(2, 2, init="previous").fit(jax.random.key(1), x, jnp.ones(300), None)

@@ -107,9 +107,3 @@ def lane_iterations(n_iter, blocks) -> int:
     tail_trips = need.max() - (blocked[-1] + 1 if blocked.size else 0)         # one block of `small` lanes
     return int(np.sum(n_big * big + n_small * small) + tail_trips * small)
 
-
-def lane_efficiency(n_iter) -> float:
-    """Useful / run lane-iterations of the batched EM loops of n_iter [fits, lanes] (one loop per row)."""
-    n_iter = np.asarray(n_iter)
-    blocks = block_sizes(n_iter.shape[1])
-    return float(n_iter.sum() / sum(lane_iterations(row, blocks) for row in n_iter))

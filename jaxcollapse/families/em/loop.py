@@ -7,9 +7,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxcollapse.families.em.compaction import block_sizes, chunked_while
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import fallback
+from jaxcollapse.families.em.slots import schedule, slotted_while
 from jaxcollapse.families.em.step import batched_em_step, em_step
 
 
@@ -25,7 +25,7 @@ def em(params: MixtureParams, x, w, *, tol, max_iter: int, covariance: str, reg_
     Written for vmap. One chain: a lax.while_loop. Under vmap (a custom_vmap rule): each lane
     runs exactly the one-chain recurrence, a finished lane is frozen (a select on `done`), so a
     converged chain keeps its result while others iterate and equals the chain fitted alone; and
-    the batch is compacted as it finishes (compaction.py).
+    lanes are queued through a block of slots and the rest compacted as they finish (slots.py).
     """
     dtype = x.dtype
     return _em_program(max_iter, covariance)(params, x, jnp.asarray(w, dtype), jnp.asarray(tol, dtype),
@@ -96,9 +96,8 @@ def _em_program(max_iter: int, covariance: str):
             em_batch = lambda theta: batched_em_step(theta, xt_, w_, fb_, covariance, reg_)  # noqa: E731
             return advance(state, em_batch, tol_, max_iter)
 
-        final, _ = chunked_while(step, lambda st: running(st, max_iter), start_state(params, (B,)),
-                                 (xt, w, fb, tol, reg_covar),
-                                 block_sizes(B, backend=jax.default_backend()))
+        final, _ = slotted_while(step, lambda st: running(st, max_iter), start_state(params, (B,)),
+                                 (xt, w, fb, tol, reg_covar), *schedule(B, jax.default_backend()))
         out = result(final)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
