@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse.families.em.slots import lane_efficiency as schedule_efficiency
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import fallback
+from jaxcollapse.families.em.slots import lane_efficiency as schedule_efficiency
 from jaxcollapse.families.em.step import batched_em_step
 
 TOL, MAX_ITER, N_SAMPLES = 1e-5, 2000, 1000
