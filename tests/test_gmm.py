@@ -253,6 +253,20 @@ def test_slotted_while_steps_each_lane_to_its_count_and_counts_its_work():
     assert slotted_lane_iterations(need, 0, (16, 4)) == lane_iterations(need, (16, 4))
 
 
+def test_first_max_is_argmax_and_fallback_is_the_weighted_covariance(x64):
+    from jaxcollapse.families.em.mstep import fallback, first_max
+
+    rng = np.random.default_rng(2)
+    cases = [rng.normal(size=50), np.array([1.0, 3.0, 3.0, -np.inf, 3.0]), np.full(4, -np.inf),
+             np.array([0.0, np.nan, 5.0, np.nan]), np.array([7.0, 7.0])]
+    for v in cases:
+        assert int(jax.jit(first_max)(jnp.asarray(v))) == int(jnp.argmax(jnp.asarray(v))), v
+    x, w = rng.normal(size=(200, 3)), rng.integers(0, 3, 200).astype(float)
+    fb = fallback(jnp.asarray(x.T), jnp.asarray(w), 2, "full", 0.5)
+    expect = np.cov(x.T, aweights=w, bias=True) + 0.5 * np.eye(3)
+    np.testing.assert_allclose(np.asarray(fb.covs), np.broadcast_to(expect, (2, 3, 3)), rtol=1e-12)
+
+
 def test_previous_without_params_falls_back_to_kmeans():
     x = jax.random.normal(jax.random.key(0), (300, 2))
     a = GMM(2, 2, init="previous").fit(jax.random.key(1), x, jnp.ones(300), None)

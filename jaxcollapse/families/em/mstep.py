@@ -45,7 +45,12 @@ def fallback(xt, w, K: int, covariance: str, reg_covar) -> Fallback:
     d, n = xt.shape
     total = jnp.sum(w)
     centred = xt - (jnp.sum(w[None] * xt, 1) / total)[:, None]
-    if covariance == "full":
+    if covariance == "full" and d <= UNROLL_DIM:  # a batched einsum here ran as a slow dot on CPU
+        pairs = [(a, b) for a in range(d) for b in range(a, d)]
+        sums = row_sums([w * centred[a] * centred[b] for a, b in pairs]) / total
+        rows_i, cols_i = np.array(pairs).T
+        second = jnp.zeros((d, d), xt.dtype).at[rows_i, cols_i].set(sums).at[cols_i, rows_i].set(sums)
+    elif covariance == "full":
         second = jnp.einsum("n,dn,en->de", w, centred, centred) / total
     else:
         second = jnp.sum(w[None] * centred * centred, 1) / total
@@ -121,8 +126,16 @@ def empty(m: Moments, w):
 
 
 def worst_of(xt, w, badness):
-    """The training point [d] with the highest badness (the argmax is a whole pass over the points)."""
-    return xt[:, jnp.argmax(jnp.where(w > 0, badness, -jnp.inf))]
+    """The training point [d] with the highest badness (a whole pass over the points)."""
+    return xt[:, first_max(jnp.where(w > 0, badness, -jnp.inf))]
+
+
+def first_max(values):
+    """jnp.argmax of [n] values (the first maximum; the first NaN if any) as a max and a min: an argmax
+    is a two-output reduction, which XLA:CPU runs as scalar code."""
+    top = jnp.max(values)
+    hit = (values == top) | jnp.isnan(values)
+    return jnp.min(jnp.where(hit, jnp.arange(values.shape[-1], dtype=jnp.int32), values.shape[-1] - 1))
 
 
 def worst_point(theta: MixtureParams, xt, w):
