@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcollapse.families.standard_normal import standard_normal
+from jaxcollapse.families.standard_normal import standard_normal, standard_uniform
 
 
 def _bits(a):
@@ -27,3 +27,13 @@ def test_draws_equal_jax_random_normal_bit_for_bit(shape):
 def test_other_key_implementations_use_jax_random_normal():
     key = jax.random.key(3, impl="rbg")
     np.testing.assert_array_equal(_bits(standard_normal(key, (5, 2))), _bits(jax.random.normal(key, (5, 2))))
+
+
+@pytest.mark.parametrize("shape", [(1000,), (7, 3), ()])
+def test_uniform_draws_equal_jax_random_uniform_bit_for_bit(shape):
+    keys = jax.random.split(jax.random.key(23), 64)
+    ours = jax.jit(jax.vmap(lambda k: standard_uniform(k, shape)))(keys)
+    jaxs = jax.jit(jax.vmap(lambda k: jax.random.uniform(k, shape)))(keys)
+    np.testing.assert_array_equal(_bits(ours), _bits(jaxs))
+    key = jax.random.key(3, impl="rbg")
+    np.testing.assert_array_equal(_bits(standard_uniform(key, shape)), _bits(jax.random.uniform(key, shape)))

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcollapse.families.em.densities import MixtureParams, cholesky
+from jaxcollapse.families.standard_normal import standard_uniform
 
 
 def pick(key, cumulative, shape=()):
@@ -13,7 +14,8 @@ def pick(key, cumulative, shape=()):
     One uniform per draw (a categorical by Gumbel-max costs m per draw). Zero increments are
     never picked; a uniform that rounds up to the total takes the last positive increment.
     """
-    return inverse_cdf(jax.random.uniform(key, shape, cumulative.dtype) * cumulative[-1], cumulative)
+    # jax.random.uniform's draws, its hash written out (jax's rolled loop: ~20% of a GMM sample's time)
+    return inverse_cdf(standard_uniform(key, shape, cumulative.dtype) * cumulative[-1], cumulative)
 
 
 def inverse_cdf(u, cumulative):
