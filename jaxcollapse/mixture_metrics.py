@@ -71,8 +71,13 @@ def log_prob(params, x):
 
 
 def heldout_loglik(params, x):
-    """Mean log-likelihood of a held-out (real) sample x [n, d] under the mixture."""
-    return jnp.mean(log_prob(params, x))
+    """Mean log-likelihood of a held-out (real) sample x [n, d] under the mixture.
+
+    Summed as a matrix-vector product (em/reductions.row_sums): XLA:CPU split a jnp.mean over the
+    points differently with the number of chains a device holds, and the last bits followed."""
+    from jaxcollapse.families.em.reductions import row_sums
+
+    return row_sums([log_prob(params, x)])[0] / x.shape[0]
 
 
 def component_std(params):

@@ -3,6 +3,7 @@ the test process.
 
     python _sharding_worker.py mesh OUT.npz                       8 fake CPU devices, one process
     python _sharding_worker.py process OUT.npz PORT ID COUNT      one of COUNT processes (2 fake devices each)
+    python _sharding_worker.py gmm OUT.npz                        the GMM study on 2 and on 8 fake devices
 """
 import json
 import os
@@ -25,14 +26,29 @@ def study(kind):
                                 chunk_size=2)
 
 
+def gmm_study():
+    """(family, source, simulate kwargs): the paper's GMM chain, small. 96 chains: 24 EM slots on one device,
+    12 per device on 2 (48 chains each), none on 8 (12 each: the blocks alone)."""
+    import numpy as np
+
+    import jaxcollapse as jc
+
+    family = jc.GMM(2, dim=2, tol=1e-5, max_iter=2000)
+    source = family.make_params(weights=[1.0], means=[[0.0, 0.0]], covs=[np.eye(2)])
+    return family, source, dict(n_chains=96, n_generations=6, n_samples=300)
+
+
 def flat(result, prefix):
     """A Result as named host arrays (for np.savez and comparisons)."""
     import jax
     import numpy as np
 
-    out = {f"{prefix}/keys": np.asarray(jax.random.key_data(result.keys)),
-           f"{prefix}/snapshots": np.asarray(result.snapshots)}
+    out = {f"{prefix}/keys": np.asarray(jax.random.key_data(result.keys))}
+    if result.snapshots is not None:
+        out[f"{prefix}/snapshots"] = np.asarray(result.snapshots)
     for name, tree in (("params", result.params), ("metrics", result.metrics), ("info", result.info)):
+        if tree is None:
+            continue
         items = tree._asdict() if hasattr(tree, "_asdict") else tree
         out.update({f"{prefix}/{name}.{k}": np.asarray(v) for k, v in items.items()})
     return out
@@ -85,6 +101,20 @@ def mesh_mode(out):
     print(json.dumps({"devices": jax.device_count(), "checks": checks}))
 
 
+def gmm_mode(out):
+    import jax
+    import numpy as np
+
+    import jaxcollapse as jc
+
+    family, source, kwargs = gmm_study()
+    arrays = {}
+    for devices in (2, 8):
+        arrays.update(flat(jc.simulate(jax.random.key(7), family, source, devices=devices, **kwargs), f"gmm/{devices}"))
+    np.savez(out, **arrays)
+    print(json.dumps({"devices": jax.device_count()}))
+
+
 def process_mode(out, port, process_id, n_processes):
     import jax
     import numpy as np
@@ -105,5 +135,5 @@ def process_mode(out, port, process_id, n_processes):
 if __name__ == "__main__":
     mode = sys.argv[1]
     os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={8 if mode == 'mesh' else 2}"
-    {"mesh": mesh_mode, "process": process_mode}[mode](*sys.argv[2:])
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={2 if mode == 'process' else 8}"
+    {"mesh": mesh_mode, "process": process_mode, "gmm": gmm_mode}[mode](*sys.argv[2:])
