@@ -209,7 +209,7 @@ def main():
 
         print(f"\n{n_chains} chains: jaxcollapse {jax_seconds:.2f} s -> {jax_rate:.0f} cg/s, compile {compile_seconds:.1f} s; "
               f"EM iterations mean {n_iter.mean():.1f} max {n_iter.max()}, lane efficiency "
-              f"{lane_efficiency(n_iter.T):.1%}, converged {np.mean(res.info.converged):.4f}")
+              f"{lane_efficiency(n_iter.T, jax.device_count()):.1%}, converged {np.mean(res.info.converged):.4f}")
         if not baselines:
             continue
         jax_std = np.asarray(res.metrics["component_std"])[:, -1]

@@ -238,7 +238,7 @@ def test_chunked_while_steps_each_lane_to_its_count_and_counts_its_work():
 
 def test_slotted_while_steps_each_lane_to_its_count_and_counts_its_work():
     from jaxcollapse.families.em.compaction import lane_iterations
-    from jaxcollapse.families.em.slots import slotted_lane_iterations, slotted_while
+    from jaxcollapse.families.em.slots import lane_efficiency, schedule, slotted_lane_iterations, slotted_while
 
     need = np.random.default_rng(1).geometric(1 / 15, 101)
     need[[3, 40, 100]] = 0  # lanes that never run: a slot takes the next lane at once
@@ -251,6 +251,10 @@ def test_slotted_while_steps_each_lane_to_its_count_and_counts_its_work():
         np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
         assert int(ran) == slotted_lane_iterations(need, slots, blocks) >= int(need.sum())
     assert slotted_lane_iterations(need, 0, (16, 4)) == lane_iterations(need, (16, 4))
+    # two devices: each runs its own loop over its contiguous half of the lanes (51 + 50)
+    fits = np.stack([np.asarray(need), np.asarray(need)[::-1]])
+    ran = sum(slotted_lane_iterations(row[part], *schedule(51)) for row in fits for part in (slice(0, 51), slice(51, None)))
+    assert lane_efficiency(fits, devices=2) == fits.sum() / ran
 
 
 def test_first_max_is_argmax_and_fallback_is_the_weighted_covariance(x64):

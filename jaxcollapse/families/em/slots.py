@@ -115,8 +115,14 @@ def slotted_lane_iterations(n_iter, slots: int, blocks) -> int:
     return ran + lane_iterations(np.maximum(left, 0), blocks)
 
 
-def lane_efficiency(n_iter) -> float:
-    """Useful / run lane-iterations of the batched EM loops of n_iter [fits, lanes] (one loop per row, CPU)."""
+def lane_efficiency(n_iter, devices: int = 1) -> float:
+    """Useful / run lane-iterations of the batched EM loops of n_iter [fits, lanes] on CPU: one loop per
+    row and device, each device holding a contiguous share of the lanes (as sharding.py splits chains)."""
     n_iter = np.asarray(n_iter)
-    slots, blocks = schedule(n_iter.shape[1])
-    return float(n_iter.sum() / sum(slotted_lane_iterations(row, slots, blocks) for row in n_iter))
+    share = -(-n_iter.shape[1] // devices)
+    ran = 0
+    for start in range(0, n_iter.shape[1], share):
+        part = n_iter[:, start:start + share]
+        slots, blocks = schedule(share)   # padded chains are ignored: they are few and finish with the rest
+        ran += sum(slotted_lane_iterations(row, slots, blocks) for row in part)
+    return float(n_iter.sum() / ran)
