@@ -228,7 +228,7 @@ def test_chunked_while_steps_each_lane_to_its_count_and_counts_its_work():
     running = lambda st: st[0] < st[1]  # noqa: E731
     # a running lane steps +1 (args); stepped twice in one trip it would overshoot an odd count
     step = lambda st, args: (st[0] + jnp.where(st[0] < st[1], args, 0), st[1])  # noqa: E731
-    for blocks in ((8, 2), (16, 4), (16, 8, 3), (37, 1), (37, 37)):  # (37, 37): one block of every lane (GPU)
+    for blocks in ((8, 2), (16, 4), (16, 8, 3), (8, 8, 3), (37, 1), (37, 37)):  # (37, 37): one block of every lane (GPU)
         (count, _), ran = jax.jit(lambda s, b=blocks: chunked_while(step, running, s, jnp.ones(37, jnp.int32), b))(
             (jnp.zeros(37, jnp.int32), need))
         np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
