@@ -7,13 +7,14 @@ would spend most of its work on finished lanes.
 
 Every trip, the running lanes are listed first (an O(B) permutation of lane indices) and stepped in
 blocks gathered by index: as many full blocks of `big` lanes as they fill, the rest in blocks of
-`small` lanes. Once at most `small` lanes run (the heavy tail: the slowest lanes run hundreds of
+`small` lanes. Once at most `last` lanes run (the heavy tail: the slowest lanes run hundreds of
 iterations after the rest), they are gathered once and stepped as one block until all finish,
 without a trip's listing, gather and scatter per iteration. Idle work is under `small` lanes per
-iteration, and three step programs are compiled (big blocks, small blocks, the tail), whatever
-the batch size. (The scheme before this one compacted the batch in stages of halving size, each
-stage its own compiled loop: 7 stages at 256 chains, 77% of the lane-iterations useful on the
-paper's generations 0-20; this one: 92-97%.)
+iteration, and at most three step programs are compiled (big blocks, small blocks unless they are
+the big ones' size, the tail), whatever the batch size. (The scheme before this one compacted the
+batch in stages of halving size, each stage its own compiled loop: 7 stages at 256 chains, 77% of
+the lane-iterations useful on the paper's generations 0-20; this one: 92-97%.) On CPU the batched
+EM first queues its lanes through a block of slots (slots.py) and drains the rest here.
 """
 from __future__ import annotations
 
