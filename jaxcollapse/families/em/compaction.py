@@ -78,10 +78,12 @@ def chunked_while(step, running, state, lane_args, blocks):
         state, order, n_run, lane_iterations = carry
         # the last listed lane repeats, so a block never reaches past the list; it shares its block
         listed = jnp.concatenate([order, jnp.broadcast_to(order[-1:], (big,))])
-        n_big = n_run // big if small != big else (n_run + big - 1) // big
+        n_big = n_run // big
         n_small = (n_run - n_big * big + small - 1) // small
-        state = jax.lax.fori_loop(0, n_big, lambda i, st: stepped(big, listed, i * big, st), state)
-        if small != big:  # one step program fewer to compile
+        if small == big:  # the small blocks are big ones: one step program fewer to compile
+            state = jax.lax.fori_loop(0, n_big + n_small, lambda i, st: stepped(big, listed, i * big, st), state)
+        else:
+            state = jax.lax.fori_loop(0, n_big, lambda i, st: stepped(big, listed, i * big, st), state)
             state = jax.lax.fori_loop(0, n_small, lambda i, st: stepped(small, listed, n_big * big + i * small, st),
                                       state)
         order, n_run = running_first(order, running(state))

@@ -33,6 +33,11 @@ def stored_covs(second, covariance, reg_covar):
     return var[..., :, None] * jnp.eye(d, dtype=var.dtype)
 
 
+def upper_pairs(d: int):
+    """(a, b) with a <= b: the entries of a symmetric d x d matrix that are computed."""
+    return [(a, b) for a in range(d) for b in range(a, d)]
+
+
 def symmetric(upper, pairs, d: int):
     """[..., d, d] symmetric matrices from their upper entries upper[..., i] at pairs[i] = (a, b), a <= b.
 
@@ -53,7 +58,7 @@ def fallback(xt, w, K: int, covariance: str, reg_covar) -> Fallback:
     total = jnp.sum(w)
     centred = xt - (jnp.sum(w[None] * xt, 1) / total)[:, None]
     if covariance == "full" and d <= UNROLL_DIM:  # a batched einsum here ran as a slow dot on CPU
-        pairs = [(a, b) for a in range(d) for b in range(a, d)]
+        pairs = upper_pairs(d)
         second = symmetric(row_sums([w * centred[a] * centred[b] for a, b in pairs]) / total, pairs, d)
     elif covariance == "full":
         second = jnp.einsum("n,dn,en->de", w, centred, centred) / total
@@ -113,7 +118,7 @@ def moments_unrolled(shift, xt, rws, covariance: str, reg_covar) -> Moments:
     nk_raw = sums[:, 0]
     nk = nk_raw + 10 * eps(dtype)
     means = shift + sums[:, 1:] / nk[:, None]
-    pairs = [(a, b) for a in range(d) for b in range(a, d)] if covariance == "full" else [(a, a) for a in range(d)]
+    pairs = upper_pairs(d) if covariance == "full" else [(a, a) for a in range(d)]
     terms = []
     for k, rw in enumerate(rws):
         centred = [rows[a] - means[k, a] for a in range(d)]

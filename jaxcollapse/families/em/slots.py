@@ -96,15 +96,13 @@ def slotted_lane_iterations(n_iter, slots: int, blocks) -> int:
     if not slots:
         return lane_iterations(need, blocks)
     B, S = need.size, slots
-    lane = np.arange(S)
-    left = need[:S].copy()
+    left = need[:S].copy()                  # iterations each slot's lane still needs
     nxt, ran = S, 0
 
     def refill():
         nonlocal nxt
         while nxt < B and (left <= 0).any():
-            s = int(np.flatnonzero(left <= 0)[0])
-            lane[s], left[s] = nxt, need[nxt]
+            left[int(np.flatnonzero(left <= 0)[0])] = need[nxt]
             nxt += 1
 
     refill()
