@@ -110,3 +110,26 @@ def test_pool_memory_is_refused_up_front(no_compiles):
     fam = jc.Gaussian(dim=2)
     with pytest.raises(ValueError, match="max_pool_bytes"):
         run(fam, gaussian_src(fam), regime=jc.accumulate_subsample(), n_generations=1000, max_pool_bytes=10_000)
+
+
+def test_record_names_are_remembered_per_signature(monkeypatch):
+    """simulate() names its records once per (family, source, stage) structure; a source with other
+    fields (data, not a distribution: no l2_to_source) gets its own names, and bad names still fail."""
+    fam = jc.GMM(2, dim=2)
+    src = fam.make_params(weights=[1.0], means=[[0.0, 0.0]], covs=[np.eye(2)])
+    data = np.random.default_rng(0).normal(size=(50, 2))
+    traced = []
+    original = chain_lib.ChainProgram.metric_names
+    monkeypatch.setattr(chain_lib.ChainProgram, "metric_names", lambda self: traced.append(1) or original(self))
+    monkeypatch.setattr(chain_lib, "_SIGNATURE_CACHE", {})
+    build = lambda source, record: chain_lib.ChainProgram(  # noqa: E731
+        fam, source, n_chains=2, n_generations=1, n_samples=20, record=record)
+    build(src, ("l2_to_source",))
+    build(src, ("component_std",))
+    assert len(traced) == 1
+    with pytest.raises(ValueError, match="record"):
+        build(data, ("l2_to_source",))
+    assert len(traced) == 2
+    with pytest.raises(ValueError, match="record"):
+        build(src, ("nope",))
+    assert len(traced) == 2

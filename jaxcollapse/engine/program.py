@@ -113,7 +113,8 @@ class ChainProgram:
         if isinstance(record, str):
             record = (record,)
         record = tuple(record)
-        allowed = set(self.metric_names()) | set(self._param_names())
+        allowed = _by_signature(("record names", self.family, self.source, self.regime, self.n_samples,
+                                 self.n_generations), lambda: set(self.metric_names()) | set(self._param_names()))
         unknown = [name for name in record if name not in allowed]
         if unknown or not record:
             raise ValueError(f"record must name some of {sorted(allowed)}, got {list(record)}")
@@ -195,6 +196,26 @@ class ChainProgram:
             snapshots = jax.tree_util.tree_map(lambda a: a[:, :-1], self.layout.gather(state.carry.snapshots))
         keys = self.layout.gather(state.carry.key)
         return Result(params, metrics, info, snapshots, self.spec.snapshot_at, keys, wall_seconds)
+
+
+_SIGNATURE_CACHE: dict = {}
+
+
+def _by_signature(trees, compute):
+    """compute(), remembered by the trees' structure and leaf shapes and dtypes (what jax.eval_shape
+    sees): naming a run's records traces the fit twice, ~0.4 s of every simulate() call; trees
+    whose structure is not hashable are not remembered."""
+    leaves, treedef = jax.tree_util.tree_flatten(trees)
+    key = (treedef, tuple((type(a), np.shape(a), str(getattr(a, "dtype", ""))) for a in leaves))
+    try:
+        hash(key)
+    except TypeError:
+        return compute()
+    if key not in _SIGNATURE_CACHE:
+        if len(_SIGNATURE_CACHE) >= 256:
+            _SIGNATURE_CACHE.clear()
+        _SIGNATURE_CACHE[key] = compute()
+    return _SIGNATURE_CACHE[key]
 
 
 def _n_points(data) -> int:
