@@ -25,12 +25,26 @@ def stored_covs(second, covariance, reg_covar):
     """Second moments (full [K, d, d] or variances [K, d]) -> stored full [K, d, d] with reg_covar."""
     if covariance == "full":
         d = second.shape[-1]
-        return second + reg_covar * jnp.eye(d, dtype=second.dtype)
+        covs = second + reg_covar * jnp.eye(d, dtype=second.dtype)
+        return capped_correlation(covs) if d == 2 else covs
     d = second.shape[-1]
     var = second + reg_covar
     if covariance == "spherical":
         var = jnp.broadcast_to(jnp.mean(var, -1, keepdims=True), var.shape)
     return var[..., :, None] * jnp.eye(d, dtype=var.dtype)
+
+
+def capped_correlation(covs):
+    """2 x 2 covariances [..., 2, 2] with |correlation| <= 1 - 8 eps: positive definite at the dtype's resolution.
+
+    A component that collapses onto a line has a rank-1 covariance: reg_covar keeps it positive definite in
+    exact arithmetic, but in float32 the rounding of entries ~100 (~1e-5) swamps reg_covar 1e-6, and its
+    Cholesky pivot cov11 - cov10^2 / cov00 came out negative: NaN, and the chain stayed NaN (the paper's run
+    hit it). Capped, the pivot stays >= ~8 eps cov11; a covariance below the cap is returned unchanged."""
+    a, b, c = covs[..., 0, 0], covs[..., 0, 1], covs[..., 1, 1]
+    limit = jnp.sqrt(a * c) * (1 - 8 * eps(covs.dtype))
+    b = jnp.clip(b, -limit, limit)
+    return jnp.stack([jnp.stack([a, b], -1), jnp.stack([b, c], -1)], -2)
 
 
 def upper_pairs(d: int):
