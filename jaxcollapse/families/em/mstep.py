@@ -91,6 +91,7 @@ class Moments(NamedTuple):
     covs: jax.Array    # [K, d, d] with reg_covar
     nk: jax.Array      # [K] total responsibility + 10 eps
     nk_raw: jax.Array  # [K] total responsibility
+    total: jax.Array   # [] sum of the weights
 
 
 def moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
@@ -100,7 +101,7 @@ def moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
     d, n = xt.shape
     dtype = xt.dtype
     if d <= UNROLL_DIM:
-        return moments_unrolled(shift, xt, [resp[k] * w for k in range(shift.shape[0])], covariance, reg_covar)
+        return moments_unrolled(shift, xt, w, [resp[k] * w for k in range(shift.shape[0])], covariance, reg_covar)[1]
     diff = xt[None, :, :] - shift[:, :, None]                      # [K, d, n]
     rw = resp * w[None, :]                                          # [K, n]
     nk_raw = jnp.sum(rw, 1)
@@ -116,19 +117,22 @@ def moments(shift, xt, w, resp, covariance: str, reg_covar) -> Moments:
         second = second / nk[:, None, None]
     else:
         second = jnp.sum(rw[:, None, :] * diff * diff, 2) / nk[:, None]
-    return Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw)
+    return Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw, jnp.sum(w))
 
 
-def moments_unrolled(shift, xt, rws, covariance: str, reg_covar) -> Moments:
-    """moments() from the weighted responsibilities rws (K arrays [n]), every sum one row of a
-    matrix-vector product (em/reductions.row_sums), for d <= UNROLL_DIM: faster on CPU, and each
-    chain's sums do not depend on how many chains share the program (XLA:CPU reduced moments()'s
-    [K, d, d, n] products differently at 128 and 256 chains)."""
+def moments_unrolled(shift, xt, w, rws, covariance: str, reg_covar, lead=()):
+    """(sums of the `lead` rows, moments()) from the weighted responsibilities rws (K arrays [n]),
+    every sum one row of a matrix-vector product (em/reductions.row_sums), for d <= UNROLL_DIM:
+    faster on CPU, and each chain's sums do not depend on how many chains share the program
+    (XLA:CPU reduced moments()'s [K, d, d, n] products differently at 128 and 256 chains).
+    lead: more [n] rows summed in the first product (the E-step's log-likelihood: no pass of its own)."""
     K, d = shift.shape
     dtype = xt.dtype
     rows = [xt[a] for a in range(d)]
-    sums = row_sums([t for k, rw in enumerate(rws) for t in [rw] + [rw * (rows[a] - shift[k, a]) for a in range(d)]])
-    sums = sums.reshape(K, d + 1)
+    lead = [w, *lead]
+    sums = row_sums(lead + [t for k, rw in enumerate(rws) for t in [rw] + [rw * (rows[a] - shift[k, a])
+                                                                           for a in range(d)]])
+    lead_sums, sums = sums[:len(lead)], sums[len(lead):].reshape(K, d + 1)
     nk_raw = sums[:, 0]
     nk = nk_raw + 10 * eps(dtype)
     means = shift + sums[:, 1:] / nk[:, None]
@@ -140,12 +144,12 @@ def moments_unrolled(shift, xt, rws, covariance: str, reg_covar) -> Moments:
     second = row_sums(terms).reshape(K, len(pairs)) / nk[:, None]
     if covariance == "full":
         second = symmetric(second, pairs, d)
-    return Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw)
+    return lead_sums[1:], Moments(means, stored_covs(second, covariance, reg_covar), nk, nk_raw, lead_sums[0])
 
 
-def empty(m: Moments, w):
+def empty(m: Moments):
     """[K] components that lost all their points."""
-    return m.nk_raw <= eps(w.dtype) * jnp.sum(w)
+    return m.nk_raw <= eps(m.total.dtype) * m.total
 
 
 def worst_of(xt, w, badness):
@@ -166,11 +170,11 @@ def worst_point(theta: MixtureParams, xt, w):
     return worst_of(xt, w, -normalise(joint_t(theta, xt)[0])[0])
 
 
-def reseed(m: Moments, w, worst, fb: Fallback) -> MixtureParams:
+def reseed(m: Moments, worst, fb: Fallback) -> MixtureParams:
     """Components that lost all their points restart at the worst point `worst` [d] (deterministic: no key)."""
     K = m.means.shape[0]
-    total = jnp.sum(w)
-    is_empty = empty(m, w)
+    total = m.total
+    is_empty = empty(m)
     seeds = worst[None, :] + fb.offsets                              # distinct when several are empty
     means = jnp.where(is_empty[:, None], seeds, m.means)
     covs = jnp.where(is_empty[:, None, None], fb.covs, m.covs)
@@ -184,4 +188,4 @@ def m_step_from(shift, xt, w, resp, badness, fb: Fallback, covariance: str, reg_
     badness [n]: how badly each point is explained (the worst one seeds an emptied component).
     """
     m = moments(shift, xt, w, resp, covariance, reg_covar)
-    return reseed(m, w, worst_of(xt, w, badness), fb)
+    return reseed(m, worst_of(xt, w, badness), fb)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcollapse.families.em.densities import MixtureParams, cholesky
-from jaxcollapse.families.standard_normal import standard_uniform
+from jaxcollapse.families.standard_normal import standard_normal, standard_uniform
 
 
 def pick(key, cumulative, shape=()):
@@ -36,7 +36,7 @@ def sample_mixture(key, params: MixtureParams, n: int):
     K, d = params.means.shape
     k_comp, k_z = jax.random.split(key)
     comp = pick(k_comp, jnp.cumsum(params.weights), (n,))             # [n]
-    z = jax.random.normal(k_z, (d, n), params.means.dtype)
+    z = standard_normal(k_z, (d, n), params.means.dtype)
     chol = cholesky(params.covs)
     if K > 8:  # a gather; below, K selects that XLA fuses with the rest
         return params.means[comp] + jnp.einsum("nde,en->nd", chol[comp], z)

@@ -39,9 +39,10 @@ def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
         expd = [jnp.exp(joint - top) for joint in joints]
         total = sum(expd)
         per_point = top + jnp.log(total)
-    ll = jnp.sum(w * per_point) / jnp.sum(w)
     w_over_total = w / total
-    return ll, moments_unrolled(theta.means, xt, [e * w_over_total for e in expd], covariance, reg_covar)
+    (ll_sum,), m = moments_unrolled(theta.means, xt, w, [e * w_over_total for e in expd], covariance, reg_covar,
+                                    lead=[w * per_point])
+    return ll_sum / m.total, m
 
 
 def em_update(theta: MixtureParams, xt, w, covariance: str, reg_covar):
@@ -60,14 +61,14 @@ def em_step(theta: MixtureParams, xt, w, fb: Fallback, covariance: str, reg_cova
     so the batched EM uses batched_em_step, which branches once for the whole batch).
     """
     ll, m = em_update(theta, xt, w, covariance, reg_covar)
-    worst = jax.lax.cond(jnp.any(empty(m, w)), lambda: worst_point(theta, xt, w),
+    worst = jax.lax.cond(jnp.any(empty(m)), lambda: worst_point(theta, xt, w),
                          lambda: jnp.zeros(xt.shape[:1], xt.dtype))
-    return ll, reseed(m, w, worst, fb)
+    return ll, reseed(m, worst, fb)
 
 
 def batched_em_step(theta: MixtureParams, xt, w, fb: Fallback, covariance: str, reg_covar):
     """em_step over a batch (leading axis on every argument), equal to it lane by lane."""
     ll, m = jax.vmap(lambda t, x, w_, r: em_update(t, x, w_, covariance, r))(theta, xt, w, reg_covar)
-    worst = jax.lax.cond(jnp.any(jax.vmap(empty)(m, w)), lambda: jax.vmap(worst_point)(theta, xt, w),
+    worst = jax.lax.cond(jnp.any(jax.vmap(empty)(m)), lambda: jax.vmap(worst_point)(theta, xt, w),
                          lambda: jnp.zeros(xt.shape[:2], xt.dtype))
-    return ll, jax.vmap(reseed)(m, w, worst, fb)
+    return ll, jax.vmap(reseed)(m, worst, fb)
