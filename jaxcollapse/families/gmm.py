@@ -38,7 +38,10 @@ class GMM(GMMStudy, FamilyBase):
     max_iter, tol: EM stops after max_iter M-steps or when the mean log-likelihood changes by
         less than tol (scikit-learn's rule, same defaults).
     reg_covar: added to every covariance's diagonal in each M-step (a floor: a collapsed
-        component stays finite).
+        component stays finite). Full covariances are also kept positive definite at the
+        dtype's resolution, where a component collapsed onto a line or plane has rounding above
+        reg_covar: in 2-D |correlation| <= 1 - 8 eps, in d >= 3 8 d eps of the largest variance
+        joins the diagonal (em/mstep.py).
     init: how each generation's EM starts.
         "kmeans++": like scikit-learn's default "kmeans": k-means++ seeds, `kmeans_iter` Lloyd
             iterations, hard labels as responsibilities, one M-step. Fresh every generation.
