@@ -113,7 +113,7 @@ class ChainProgram:
         if isinstance(record, str):
             record = (record,)
         record = tuple(record)
-        allowed = _by_signature(("record names", self.family, self.source, self.regime, self.n_samples,
+        allowed = _by_signature((self.family, self.source, self.regime, self.n_samples,
                                  self.n_generations), lambda: set(self.metric_names()) | set(self._param_names()))
         unknown = [name for name in record if name not in allowed]
         if unknown or not record:
@@ -203,10 +203,14 @@ _SIGNATURE_CACHE: dict = {}
 
 def _by_signature(trees, compute):
     """compute(), remembered by the trees' structure and leaf shapes and dtypes (what jax.eval_shape
-    sees): naming a run's records traces the fit twice, ~0.4 s of every simulate() call; trees
-    whose structure is not hashable are not remembered."""
+    sees): naming a run's records traces the fit twice, ~0.4 s of every simulate() call. Trees with
+    a leaf that is no array or number (a family that is not a pytree: its settings are invisible
+    here) or an unhashable structure are not remembered."""
     leaves, treedef = jax.tree_util.tree_flatten(trees)
-    key = (treedef, tuple((type(a), np.shape(a), str(getattr(a, "dtype", ""))) for a in leaves))
+    if not all(isinstance(a, (jax.Array, np.ndarray, np.generic, int, float, complex)) for a in leaves):
+        return compute()
+    key = (treedef, tuple((type(a), np.shape(a), str(getattr(a, "dtype", "")),
+                           a if isinstance(a, (int, float, complex)) else None) for a in leaves))
     try:
         hash(key)
     except TypeError:
