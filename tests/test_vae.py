@@ -235,7 +235,9 @@ def test_gen0_encoder_latent_std_falls(chains):
 @pytest.mark.slow
 def test_conv_vae_learns_and_chains_collapse():
     fam = VAE(latent_dim=8, hidden=(16, 32), architecture="conv", n_steps=500, batch_size=64)
-    res = jc.simulate(jax.random.key(0), fam, TRAIN, n_chains=4, n_generations=3, n_samples=1000)
+    # held-out images in the source: the ELBO metric needs them (a bare data array has none)
+    res = jc.simulate(jax.random.key(0), fam, jc.Source(data=TRAIN, heldout=HELDOUT), n_chains=4, n_generations=3,
+                      n_samples=1000)
     elbo_init = float(jnp.mean(fam.elbo(fam.init_params(jax.random.key(0)), jax.random.key(1), jnp.asarray(HELDOUT))))
     assert np.all(res.metrics["elbo_source"][:, 0] > elbo_init + 10)
     stats = jax.vmap(lambda h: vae_metrics.gen0_latent_stats(fam, h, jax.random.key(2), 500))(res.params)
