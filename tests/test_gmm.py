@@ -219,7 +219,7 @@ def test_component_collapsed_onto_a_line_stays_positive_definite():
 
 @pytest.mark.parametrize("rank", [1, 2])
 def test_component_collapsed_onto_a_line_or_plane_in_3d_stays_positive_definite(rank):
-    """As above in 3-D (LAPACK's Cholesky): without the floor, 296 of 400 lines and 207 of 400 planes
+    """As above in 3-D (LAPACK's Cholesky): without the floor, 293 of these 400 lines and 222 of 400 planes
     gave NaN factors."""
     rng = np.random.default_rng(rank)
     C, n = 400, 200

@@ -52,7 +52,7 @@ def rounding_floor(covs):
 
     capped_correlation's reason in d dimensions: a component collapsed onto a line or a plane has a
     covariance whose float32 rounding swamps reg_covar, and jnp.linalg.cholesky returned NaN for
-    most of them (296 of 400 random lines in 3-D); a jitter above the rounding (Cholesky succeeds
+    most of them (293 of 400 random lines in 3-D, tests/test_gmm.py); a jitter above the rounding (Cholesky succeeds
     once the smallest eigenvalue exceeds ~d eps times the largest) keeps them positive definite.
     It moves every covariance by that relative 8 d eps (2e-6 in float32 at d = 3, 5e-15 in float64)."""
     d = covs.shape[-1]
