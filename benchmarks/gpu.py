@@ -10,7 +10,8 @@ timed, chain-generations per second, wall and compile seconds, peak device memor
 whether it was met. Cases, in order:
 
   gmm_paper         the paper's GMM chain (K = 2, 2-D, full, tol 1e-5, 1,000 samples), 10,000 chains, as
-                    many generations as fit in ~75 s, projected to 2,050; EM lane statistics per chunk
+                    many generations as fit in ~75 s, projected to 2,050; EM lane statistics per chunk, with
+                    both schedules' lane efficiency replayed (JAXCOLLAPSE_SCHEDULE=scan times the scanned one)
   gaussian          Gaussian chains, dim 1 and 10, at 1e4, 1e5, 1e6 chains
   vae               1, 256, 16 chains of one VAE generation on the digits
   transformer       1, 256, 16 chains of the paper_lm_transformer network: generation 0 and one more

@@ -281,6 +281,25 @@ def lane_statistics(n_iter):
             "chain_iterations": float(n_iter.sum()), "sum_of_max_iterations": float(most.sum())}
 
 
+def replayed_efficiency(n_iter, schedule: str) -> dict:
+    """Useful / run lane-iterations of a chunk's fits [chains, generations] under both schedules on this
+    device's layout, replayed (engine/schedule_replay.py): which one ran is settings.schedule."""
+    from jaxcollapse.engine import schedule_replay
+    from jaxcollapse.families.em.slots import lane_efficiency
+
+    by_generation = np.asarray(n_iter).T
+    if schedule == "cpu" or (schedule == "scan" and jax_backend() == "cpu"):
+        return {"scan": lane_efficiency(by_generation), "lanes": schedule_replay.efficiency(by_generation, "lanes-cpu")}
+    return {"scan": schedule_replay.efficiency(by_generation, "scan-accelerator"),
+            "lanes": schedule_replay.efficiency(by_generation, "lanes-accelerator")}
+
+
+def jax_backend() -> str:
+    import jax
+
+    return jax.default_backend()
+
+
 def gmm_paper(case, cfg, budget, smoke):
     import jax
 
@@ -296,7 +315,7 @@ def gmm_paper(case, cfg, budget, smoke):
     chunk = cfg["chunk"]
     case.update(settings=dict(family="GMM(2, dim=2, covariance='full', tol=1e-5, max_iter=2000)",
                               source="N(0, I_2)", n_chains=n, n_samples=cfg["n_samples"], n_generations=total,
-                              chunk_size=chunk, record=str(record)))
+                              chunk_size=chunk, record=str(record), schedule=program.schedule))
 
     # warm-up with another key: compiles start() and advance(chunk) on the same generations as the timed run
     began = now()
@@ -356,7 +375,8 @@ def gmm_paper(case, cfg, budget, smoke):
                          lane_efficiency=lanes["lane_efficiency"],
                          converged_fraction=float(np.mean(np.asarray(info.converged))),
                          ns_per_chain_iteration=1e9 * seconds / lanes["chain_iterations"],
-                         us_per_max_iteration=1e6 * seconds / lanes["sum_of_max_iterations"])
+                         us_per_max_iteration=1e6 * seconds / lanes["sum_of_max_iterations"],
+                         replayed_lane_efficiency=replayed_efficiency(n_iter, program.schedule))
         chunks.append(entry)
         timed, done = timed + seconds, done + steps
         write_row()

@@ -15,11 +15,31 @@ import numpy as np
 
 from jaxcollapse import _checks
 from jaxcollapse import sharding as sharding_lib
+from jaxcollapse.engine import pipeline
 from jaxcollapse.engine.result import Result
 from jaxcollapse.engine.step import ChainCarry, Spec, start_one, step_one
 from jaxcollapse.families.base import Family, make_source, zero_points
 from jaxcollapse.stages import base as stages_base
 from jaxcollapse.stages import mixing
+
+# How generations are scheduled, for families with their fit in pieces (engine/pipeline.py):
+#   "auto": lane by lane on an accelerator, scanned on a CPU (measured faster there: benchmarks/RESULTS.md)
+#   "scan": every chain waits, each generation, for the slowest fit (a CPU's batched EM queues lanes)
+#   "lanes": lane by lane; "lanes-accelerator": lane by lane laid out as on an accelerator (for tests)
+# The same records either way (tests/test_pipeline.py). Environment: JAXCOLLAPSE_SCHEDULE.
+SCHEDULES = ("auto", "scan", "lanes", "lanes-accelerator")
+SCHEDULE = os.environ.get("JAXCOLLAPSE_SCHEDULE", "auto")
+
+
+def schedule(family) -> str:
+    """"scan" or the lane layout ("cpu" / "accelerator") this family's generations run with now."""
+    if SCHEDULE not in SCHEDULES:
+        raise ValueError(f"jaxcollapse.engine.program.SCHEDULE (or JAXCOLLAPSE_SCHEDULE) must be one of {SCHEDULES}, "
+                         f"got {SCHEDULE!r}")
+    accelerator = jax.default_backend() != "cpu"
+    if SCHEDULE == "scan" or not pipeline.pipelines(family) or (SCHEDULE == "auto" and not accelerator):
+        return "scan"
+    return "accelerator" if accelerator or SCHEDULE == "lanes-accelerator" else "cpu"
 
 
 class ChainState(NamedTuple):
@@ -37,11 +57,15 @@ def _start_all(family, stage, source, chain_keys, spec, mesh=None):
     return sharding_lib.over_chains(all_chains, mesh, (family, source), chain_keys, stage)
 
 
-def _advance_all(carry, first_generation, n_valid, family, stage, source, spec, n_steps, mesh=None):
-    """n_steps generations per chain; steps past n_valid are skipped, so a short last chunk reuses the program."""
+def _advance_all(carry, first_generation, n_valid, family, stage, source, spec, n_steps, mesh=None, lanes="scan"):
+    """n_steps generations per chain; steps past n_valid are skipped, so a short last chunk reuses the program.
+    lanes: "scan", or the layout of engine/pipeline.py's lane-by-lane schedule ("cpu", "accelerator")."""
 
     def all_chains(shared, carry, stage):
         family, source, first_generation, n_valid = shared
+        if lanes != "scan":
+            return pipeline.advance_lanes(family, stage, source, spec, carry, first_generation, n_valid, n_steps,
+                                          layout=lanes)
 
         def one_chain(chain_carry, st):
             def step(c, offset):
@@ -64,7 +88,7 @@ def _zeros_like(shapes):
 
 
 _start_jit = jax.jit(_start_all, static_argnames=("spec", "mesh"))
-_advance_jit = jax.jit(_advance_all, static_argnames=("spec", "n_steps", "mesh"), donate_argnums=(0,))
+_advance_jit = jax.jit(_advance_all, static_argnames=("spec", "n_steps", "mesh", "lanes"), donate_argnums=(0,))
 
 
 class ChainProgram:
@@ -106,6 +130,7 @@ class ChainProgram:
         # per-chain leaves sharded over the mesh, the rest copied to every device (no-ops on one device)
         self.regime = self.layout.place(self.regime)
         self.family, self.source = self.layout.replicate((self.family, self.source))
+        self.schedule = schedule(family)
 
     def _check_record(self, record):
         if record is None or callable(record):
@@ -176,7 +201,7 @@ class ChainProgram:
         first, n_valid_array = self.layout.replicate(
             (np.asarray(state.generation + 1, np.int32), np.asarray(n_valid, np.int32)))
         carry, records = _advance_jit(state.carry, first, n_valid_array, self.family, self.regime,
-                                      self.source, self.spec, n_steps, mesh=self.layout.mesh)
+                                      self.source, self.spec, n_steps, mesh=self.layout.mesh, lanes=self.schedule)
         records = jax.tree_util.tree_map(lambda a: a[:, :n_valid], self.layout.gather(records))
         return ChainState(carry, state.generation + n_valid), records
 

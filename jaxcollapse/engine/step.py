@@ -163,16 +163,42 @@ def start_one(family, stage, source, chain_key, spec: Spec):
 
 def step_one(family, stage, source, spec: Spec, carry: ChainCarry, generation):
     """Generation g >= 1: fit on what the previous model generated, as the stage forms it."""
+    carry, todo = prepare_fit(family, stage, source, spec, carry, generation)
+    params, info = _fit(family, todo.key, todo.training, carry.params, todo.synthetic, todo.local)
+    return conclude_fit(family, stage, source, spec, carry, params, info)
+
+
+class FitTodo(NamedTuple):
+    """A generation's fit, prepared: its key and training set (and the generated points, for fit_local)."""
+
+    key: Any
+    training: TrainingSet
+    synthetic: Any
+    local: Any
+
+
+def prepare_fit(family, stage, source, spec: Spec, carry: ChainCarry, generation):
+    """Generation g's first half: generate from the carried model, let the stage form the training set.
+    (carry with the stage's new state and the snapshot, FitTodo); the fit then happens elsewhere."""
     k_gen, k_real, k_stage, k_fit = jax.random.split(jax.random.fold_in(carry.key, generation), 4)
-    if carry.source_fields:
-        source = source._replace(**carry.source_fields)
+    source = with_chain_fields(source, carry)
     synthetic, local = _generate(family, k_gen, carry.params, spec.n_batch, source)
     if getattr(stage, "stores_batch", False):   # a stage that reads the points more than once (filter_top)
         synthetic, local = _stored((synthetic, local), generation)
     ctx = Context(family, carry.params, source, generation, spec.n_generations, spec.n_samples, k_real)
     update = getattr(stage, "update_to_fit", stage.update)   # the last stage: its training set goes to the fit
     state, training = update(k_stage, carry.stage, TrainingSet(synthetic, types.weights(spec.n_batch)), ctx)
-    params, info = _fit(family, k_fit, training, carry.params, synthetic, local)
     snapshots = _snapshot(spec, carry.snapshots, generation, synthetic)
-    carry = carry._replace(params=params, stage=state, snapshots=snapshots)
-    return carry, _record(family, spec, params, source, info, carry.key, stage_record(stage, state))
+    return carry._replace(stage=state, snapshots=snapshots), FitTodo(k_fit, training, synthetic, local)
+
+
+def conclude_fit(family, stage, source, spec: Spec, carry: ChainCarry, params, info):
+    """Generation g's second half: carry the fitted model on and record it. (carry, record)."""
+    carry = carry._replace(params=params)
+    source = with_chain_fields(source, carry)
+    return carry, _record(family, spec, params, source, info, carry.key, stage_record(stage, carry.stage))
+
+
+def with_chain_fields(source: Source, carry: ChainCarry) -> Source:
+    """The source as this chain sees it (its own held-out points or design, carried)."""
+    return source._replace(**carry.source_fields) if carry.source_fields else source

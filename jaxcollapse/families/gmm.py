@@ -12,7 +12,8 @@ from jaxcollapse import _checks
 from jaxcollapse.families.base import FamilyBase, all_finite, family, register, wrong_params
 from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
 from jaxcollapse.families.em.init import init_kmeans, init_random
-from jaxcollapse.families.em.loop import em
+from jaxcollapse.families.em.loop import LaneData, LoopState, em, lane_begin, lanes_step, running
+from jaxcollapse.families.em.loop import result as em_result
 from jaxcollapse.families.em.sampling import sample_mixture
 from jaxcollapse.families.gmm_study import GMMStudy
 from jaxcollapse.types import FitInfo, Source
@@ -161,6 +162,30 @@ class GMM(GMMStudy, FamilyBase):
         init: previous params, used only when self.init == "previous" (None -> k-means++).
         FitInfo.log_lik is the mean weighted log-likelihood at the returned params.
         """
+        x, w, start = self._em_start(key, x, w, init)
+        result = em(MixtureParams(*start), x, w, tol=self.tol, max_iter=self.max_iter,
+                    covariance=self.covariance, reg_covar=self.reg_covar)
+        return self._fitted(result, x.T, w)
+
+    # fit in pieces, for an engine that steps many chains' fits lane by lane (engine/pipeline.py):
+    # fit_end(iterate fit_iterate while fit_running, from fit_begin(...)) is fit(...), lane by lane
+    def fit_begin(self, key, x, w, init=None) -> tuple[LoopState, LaneData]:
+        """The fit's start, initialisation included, not yet iterated (one chain): (state, data)."""
+        x, w, start = self._em_start(key, x, w, init)
+        return lane_begin(MixtureParams(*start), x, w, self.covariance, jnp.asarray(self.reg_covar, x.dtype))
+
+    def fit_iterate(self, state: LoopState, data: LaneData) -> LoopState:
+        """One EM iteration of a batch of fits (leading axis); finished ones are left unchanged."""
+        return lanes_step(state, data, tol=self.tol, max_iter=self.max_iter, covariance=self.covariance,
+                          reg_covar=self.reg_covar)
+
+    def fit_running(self, state: LoopState) -> jax.Array:
+        return running(state, self.max_iter)
+
+    def fit_end(self, state: LoopState, data: LaneData) -> tuple[GMMParams, FitInfo]:
+        return self._fitted(em_result(state), data.xt, data.w)
+
+    def _em_start(self, key, x, w, init):
         x = jnp.asarray(x)
         dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else self.point_dtype
         x = x.astype(dtype)
@@ -172,10 +197,11 @@ class GMM(GMMStudy, FamilyBase):
                                  f"got means of shape {start.means.shape}")
         else:
             start = self.initial_params(key, x, w)
-        result = em(MixtureParams(*start), x, w, tol=self.tol, max_iter=self.max_iter,
-                        covariance=self.covariance, reg_covar=self.reg_covar)
+        return x, w, start
+
+    def _fitted(self, result, xt, w):
         params = GMMParams(*result.params)
-        log_lik = jnp.sum(w * point_log_prob(result.params, x)) / jnp.sum(w)
+        log_lik = jnp.sum(w * point_log_prob(result.params, xt.T)) / jnp.sum(w)
         return params, FitInfo(result.n_iter, result.converged, log_lik, all_finite(params))
 
     def metrics(self, key, params: GMMParams, source: Source) -> dict:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcollapse.families.em.densities import MixtureParams
-from jaxcollapse.families.em.mstep import fallback
+from jaxcollapse.families.em.mstep import Fallback, fallback
 from jaxcollapse.families.em.slots import schedule, slotted_while
 from jaxcollapse.families.em.step import batched_em_step, em_step
 
@@ -102,6 +102,30 @@ def _em_program(max_iter: int, covariance: str):
         return out, jax.tree_util.tree_map(lambda _: True, out)
 
     return program
+
+
+class LaneData(NamedTuple):
+    """One chain's EM data (fixed while it iterates): what a pipelined run carries per lane besides the state."""
+
+    xt: jax.Array         # [d, n]
+    w: jax.Array          # [n]
+    fb: Fallback
+
+
+def lane_begin(params: MixtureParams, x, w, covariance: str, reg_covar) -> tuple[LoopState, LaneData]:
+    """EM from `params` on x [n, d], not yet stepped (one lane; vmap it)."""
+    xt = x.T
+    return start_state(params), LaneData(xt, w, fallback(xt, w, params.weights.shape[0], covariance, reg_covar))
+
+
+def lanes_step(state: LoopState, data: LaneData, *, tol, max_iter: int, covariance: str, reg_covar) -> LoopState:
+    """One EM iteration of a batch of lanes (leading axis); a finished lane is left unchanged.
+    Lane by lane the recurrence of em(), so a lane stepped to its end equals em() on it."""
+    B = data.w.shape[0]
+    dtype = data.xt.dtype
+    reg = jnp.full((B,), reg_covar, dtype)
+    step = lambda theta: batched_em_step(theta, data.xt, data.w, data.fb, covariance, reg)  # noqa: E731
+    return advance(state, step, jnp.asarray(tol, dtype), max_iter)
 
 
 def em_trace(params: MixtureParams, x, w, *, n_steps: int, covariance: str, reg_covar):
