@@ -26,7 +26,8 @@ from jaxcollapse.stages import mixing
 #   "auto": lane by lane on an accelerator, scanned on a CPU (measured faster there: benchmarks/RESULTS.md)
 #   "scan": every chain waits, each generation, for the slowest fit (a CPU's batched EM queues lanes)
 #   "lanes": lane by lane; "lanes-accelerator": lane by lane laid out as on an accelerator (for tests)
-# The same records either way (tests/test_pipeline.py). Environment: JAXCOLLAPSE_SCHEDULE.
+# The same records either way (bit for bit under jax 0.9; to rounding under jax >= 0.10, whose CPU kernels
+# round a GMM's sums differently with the batch size: tests/test_pipeline.py). Environment: JAXCOLLAPSE_SCHEDULE.
 SCHEDULES = ("auto", "scan", "lanes", "lanes-accelerator")
 SCHEDULE = os.environ.get("JAXCOLLAPSE_SCHEDULE", "auto")
 
