@@ -194,7 +194,19 @@ def cmd_info(args) -> int:
     print(f"{'families':<12} {', '.join(config.available_families())}")
     print(f"{'studies':<12} {config.builtin_dir()}")
     print(f"{'cache':<12} compiled programs: {compile_cache.describe()}")
+    print(f"{'schedule':<12} {_schedule_line()}")
     return 0
+
+
+def _schedule_line() -> str:
+    from jaxcollapse import GMM
+    from jaxcollapse.engine import program
+
+    chosen = program.SCHEDULE
+    if chosen not in program.SCHEDULES:
+        return f"JAXCOLLAPSE_SCHEDULE={chosen!r} is not one of {program.SCHEDULES}"
+    how = "scanned" if program.schedule(GMM(2, dim=2)) == "scan" else "lane by lane"
+    return f"{chosen} (JAXCOLLAPSE_SCHEDULE): iterative fits (GMM) run {how} on this backend"
 
 
 def _existing(path) -> Path:

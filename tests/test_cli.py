@@ -129,6 +129,7 @@ def test_list_and_info(capsys, monkeypatch, tmp_path):
     info = capsys.readouterr().out
     assert "jax" in info and "devices" in info and "cpu" in info.lower()
     assert "compiled programs: off (JAXCOLLAPSE_NO_CACHE)" in info  # tests switch it off (conftest)
+    assert "schedule     auto (JAXCOLLAPSE_SCHEDULE): iterative fits (GMM) run scanned" in info  # CPU
     monkeypatch.delenv("JAXCOLLAPSE_NO_CACHE")
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
