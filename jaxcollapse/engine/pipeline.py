@@ -20,6 +20,8 @@ A family opts in with the fit in pieces (one chain each, but fit_iterate takes a
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -27,7 +29,6 @@ from jaxcollapse.engine.step import conclude_fit, prepare_fit
 from jaxcollapse.families.em.compaction import block_sizes
 
 HOOKS = ("fit_begin", "fit_iterate", "fit_running", "fit_end")
-PARTIAL_SHARE = 8      # a partial group is concluded once its lanes are 1 / PARTIAL_SHARE of the active ones
 COMPACT_SHARE = 0.34   # step only the running lanes (gathered) once fewer than this share of the lanes run
 
 
@@ -38,21 +39,29 @@ def pipelines(family) -> bool:
     return all(hasattr(family, name) for name in HOOKS) and not getattr(family, "has_stats", False) and not local
 
 
-def lane_layout(lanes: int, layout: str) -> tuple[int, int]:
-    """(block, group): lanes stepped together once few run (block = lanes: always all in place), and
-    finished lanes concluded together. Larger groups pay a group's fixed cost less often (on an
-    accelerator, its kernel launches: a group there is an eighth of the lanes), smaller ones leave
-    finished lanes waiting fewer iterations (~group x mean iterations / (2 lanes) each)."""
+class LaneLayout(NamedTuple):
+    block: int     # lanes stepped together once few run (all lanes: always all in place)
+    group: int     # finished lanes concluded together
+    partial: int   # a partial group is concluded once its lanes are 1 / partial of the active ones
+
+
+def lane_layout(lanes: int, layout: str) -> LaneLayout:
+    """The loop's sizes. Larger groups pay a group's fixed cost less often, smaller ones leave finished
+    lanes waiting fewer iterations. On a CPU a group costs as much as its lanes: small groups, partial
+    ones early. On an accelerator a group costs its kernel launches whatever its size: half the lanes,
+    partial ones once half the active lanes wait (replayed on 2,048 chains x 2,050 recorded generations:
+    as many trips within 13%, 3.6x fewer groups than an eighth of the lanes with partial ones at 1 / 8,
+    benchmarks/RESULTS.md)."""
     if layout == "cpu":
-        return block_sizes(lanes)[1], int(min(lanes, max(4, min(64, lanes // 16))))
-    return lanes, int(min(lanes, max(64, lanes // 8)))
+        return LaneLayout(block_sizes(lanes)[1], int(min(lanes, max(4, min(64, lanes // 16)))), 8)
+    return LaneLayout(lanes, int(min(lanes, max(64, lanes // 2))), 2)
 
 
-def due(n_ready, n_active, group: int):
-    """Whether finished lanes are concluded now: a full group, or a partial one once they are a
-    1 / PARTIAL_SHARE share of the lanes still active (with fewer active lanes than a group, waiting
-    for a full one would hold every lane back for the slowest fit of its generation)."""
-    return (n_ready >= group) | ((n_ready > 0) & (n_ready * PARTIAL_SHARE >= n_active))
+def due(n_ready, n_active, layout: LaneLayout):
+    """Whether finished lanes are concluded now: a full group, or a partial one once they are a share of
+    the lanes still active (with fewer active lanes than a group, waiting for a full one would hold
+    every lane back for the slowest fit of its generation)."""
+    return (n_ready >= layout.group) | ((n_ready > 0) & (n_ready * layout.partial >= n_active))
 
 
 def advance_lanes(family, stage, source, spec, carry, first_generation, n_valid, n_steps: int, layout: str = "cpu"):
@@ -62,7 +71,8 @@ def advance_lanes(family, stage, source, spec, carry, first_generation, n_valid,
     B = jax.tree_util.tree_leaves(carry)[0].shape[0]
     end = first_generation + n_valid
     lanes = jnp.arange(B, dtype=jnp.int32)
-    block, group = lane_layout(B, layout)
+    sizes = lane_layout(B, layout)
+    block, group = sizes.block, sizes.group
 
     def prepare(c, st, generation):
         c, todo = prepare_fit(family, st, source, spec, c, generation)
@@ -123,7 +133,7 @@ def advance_lanes(family, stage, source, spec, carry, first_generation, n_valid,
         _, fits, _, generation, _ = c
         active = generation < end
         n_ready = jnp.sum(active & ~jax.vmap(family.fit_running)(fits), dtype=jnp.int32)
-        return due(n_ready, jnp.sum(active, dtype=jnp.int32), group)
+        return due(n_ready, jnp.sum(active, dtype=jnp.int32), sizes)
 
     def trip(c):
         carry, fits, data, generation, records = c

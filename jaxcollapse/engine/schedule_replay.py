@@ -22,20 +22,29 @@ def scanned_accelerator(n_iter) -> int:
 def lane_by_lane(n_iter, layout: str) -> int:
     """engine/pipeline.py's schedule: each lane moves on to its next generation when its group of
     finished lanes is concluded; all lanes stepped in place while many run (always, on an accelerator)."""
+    return lane_by_lane_counts(n_iter, layout)["lane_iterations"]
+
+
+def lane_by_lane_counts(n_iter, layout: str, **override) -> dict:
+    """lane_by_lane's lane-iterations, with its trips and concluded groups (an accelerator's time is
+    about trips x a step's latency + groups x a group's); `override`: LaneLayout fields to replace."""
     need = np.asarray(n_iter)
     G, B = need.shape
-    block, group = lane_layout(B, layout)
+    sizes = lane_layout(B, layout)._replace(**override)
+    block, group = sizes.block, sizes.group
     gen = np.zeros(B, np.int64)
     left = need[0].astype(np.int64)
-    ran = 0
+    ran = trips = groups = 0
 
     def refill():
+        nonlocal groups
         while True:
             active = gen < G
             ready = np.flatnonzero(active & (left == 0))
-            if not due(ready.size, int(active.sum()), group):
+            if not due(ready.size, int(active.sum()), sizes):
                 return
             take = ready[:group]
+            groups += 1
             gen[take] += 1
             more = take[gen[take] < G]
             left[more] = need[gen[more], more]
@@ -48,9 +57,10 @@ def lane_by_lane(n_iter, layout: str) -> int:
             ran += -(-n_run // block) * block
         else:
             ran += B
+        trips += 1
         left[run] -= 1
         refill()
-    return ran
+    return {"lane_iterations": ran, "trips": trips, "groups": groups}
 
 
 def efficiency(n_iter, schedule: str, devices: int = 1) -> float:
