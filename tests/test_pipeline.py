@@ -57,11 +57,14 @@ def test_schedule_choice():
 
 def test_replay_of_the_two_accelerator_schedules():
     """Two lanes, two generations (iterations [[1, 3], [2, 2]]): scanned, each generation waits for its
-    slowest fit (3 + 2 trips of both lanes); lane by lane, lane 0 waits (frozen) for the group of two."""
+    slowest fit (3 + 2 trips of both lanes). Lane by lane, lane 0 finishes first and, being half the
+    active lanes, is concluded alone; both finish together at trip 3; lane 1's last fit takes 2 more."""
     n_iter = np.array([[1, 3], [2, 2]])
     assert schedule_replay.scanned_accelerator(n_iter) == 10
-    assert schedule_replay.lane_by_lane(n_iter, "accelerator") == 10
-    # one lane slow in each generation: scanned pays both maxima, lane by lane the longer lane's total
+    counts = schedule_replay.lane_by_lane_counts(n_iter, "accelerator")
+    assert counts == {"lane_iterations": 10, "trips": 5, "groups": 3}   # the last: lane 1 alone
+    # one lane slow in each generation: scanned pays both maxima; lane by lane, each lane's own total
     n_iter = np.array([[1, 9], [9, 1]] * 3)
     assert schedule_replay.scanned_accelerator(n_iter) == 6 * 9 * 2
     assert schedule_replay.efficiency(n_iter, "scan-accelerator") == pytest.approx(60 / 108)
+    assert schedule_replay.lane_by_lane_counts(n_iter, "accelerator")["trips"] == 30
