@@ -281,23 +281,19 @@ def lane_statistics(n_iter):
             "chain_iterations": float(n_iter.sum()), "sum_of_max_iterations": float(most.sum())}
 
 
-def replayed_efficiency(n_iter, schedule: str) -> dict:
+def replayed_efficiency(n_iter) -> dict:
     """Useful / run lane-iterations of a chunk's fits [chains, generations] under both schedules on this
-    device's layout, replayed (engine/schedule_replay.py): which one ran is settings.schedule."""
+    backend's layout, replayed (engine/schedule_replay.py): which one ran is settings.schedule."""
+    import jax
+
     from jaxcollapse.engine import schedule_replay
     from jaxcollapse.families.em.slots import lane_efficiency
 
     by_generation = np.asarray(n_iter).T
-    if schedule == "cpu" or (schedule == "scan" and jax_backend() == "cpu"):
+    if jax.default_backend() == "cpu":
         return {"scan": lane_efficiency(by_generation), "lanes": schedule_replay.efficiency(by_generation, "lanes-cpu")}
     return {"scan": schedule_replay.efficiency(by_generation, "scan-accelerator"),
             "lanes": schedule_replay.efficiency(by_generation, "lanes-accelerator")}
-
-
-def jax_backend() -> str:
-    import jax
-
-    return jax.default_backend()
 
 
 def gmm_paper(case, cfg, budget, smoke):
@@ -376,7 +372,7 @@ def gmm_paper(case, cfg, budget, smoke):
                          converged_fraction=float(np.mean(np.asarray(info.converged))),
                          ns_per_chain_iteration=1e9 * seconds / lanes["chain_iterations"],
                          us_per_max_iteration=1e6 * seconds / lanes["sum_of_max_iterations"],
-                         replayed_lane_efficiency=replayed_efficiency(n_iter, program.schedule))
+                         replayed_lane_efficiency=replayed_efficiency(n_iter))
         chunks.append(entry)
         timed, done = timed + seconds, done + steps
         write_row()
