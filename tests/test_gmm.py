@@ -175,9 +175,10 @@ def test_batched_reseed_leaves_each_lane_as_its_fit_alone(x64):
     fam = GMM(2, 2, tol=1e-5, max_iter=500, init="previous")
     plain = MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), start.covs)
     starts = GMMParams(*(jnp.stack([a, b, a]) for a, b in zip(start, plain)))
-    batch, batch_info = jax.vmap(lambda s: fam.fit(jax.random.key(0), x, w, s))(starts)
+    fit = jax.jit(lambda s: fam.fit(jax.random.key(0), x, w, s))  # compiled once for the three lanes alone
+    batch, batch_info = jax.jit(jax.vmap(fit))(starts)
     for lane in range(3):
-        alone, alone_info = fam.fit(jax.random.key(0), x, w, GMMParams(*(a[lane] for a in starts)))
+        alone, alone_info = fit(GMMParams(*(a[lane] for a in starts)))
         assert int(alone_info.n_iter) == int(batch_info.n_iter[lane])
         for a, b in zip(alone, batch):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b[lane]), rtol=1e-9, atol=1e-12)
@@ -408,23 +409,24 @@ def test_l2_distance_matches_quadrature(x64):
 def test_metrics_values():
     fam = GMM(2, 2)
     p = fam.make_params([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], [np.diag([1.0, 4.0]), 0.01 * np.eye(2)])
-    out = fam.metrics(jax.random.key(0), p, Source(params=fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])))
+    metrics = jax.jit(fam.metrics)  # one compile per source layout; eager, each of its ops compiles alone
+    out = metrics(jax.random.key(0), p, Source(params=fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])))
     np.testing.assert_allclose(np.asarray(out["component_std"]), [np.sqrt(2.5), 0.1], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(out["log_det_cov"]), [np.log(4.0), np.log(1e-4)], rtol=1e-5)
     np.testing.assert_allclose(float(out["weight_entropy"]), np.log(2.0), rtol=1e-6)
     assert float(out["l2_to_source"]) > 0
-    assert "l2_to_source" not in fam.metrics(jax.random.key(0), p, Source(data=jnp.zeros((5, 2))))
+    assert "l2_to_source" not in metrics(jax.random.key(0), p, Source(data=jnp.zeros((5, 2))))
     x = np.asarray(fam.sample(jax.random.key(0), p, 100))
     np.testing.assert_allclose(float(mixture_metrics.heldout_loglik(p, x)),
                                float(jnp.mean(fam.log_prob(p, x))), rtol=1e-6)
     # held-out log-likelihood: the model's density (scipy) on the source's held-out real points
     source = fam.make_params([1.0], [[0.0, 0.0]], [np.eye(2)])
     held = np.asarray(fam.sample(jax.random.key(5), source, 300), np.float64)
-    out = fam.metrics(jax.random.key(0), p, Source(params=source, heldout=jnp.asarray(held, jnp.float32)))
+    out = metrics(jax.random.key(0), p, Source(params=source, heldout=jnp.asarray(held, jnp.float32)))
     dens = sum(wk * scipy.stats.multivariate_normal(m, c).pdf(held)
                for wk, m, c in zip(*(np.asarray(a, np.float64) for a in p)))
     np.testing.assert_allclose(float(out["heldout_loglik"]), np.mean(np.log(dens)), rtol=1e-5)
-    assert "heldout_loglik" not in fam.metrics(jax.random.key(0), p, Source(params=source))
+    assert "heldout_loglik" not in metrics(jax.random.key(0), p, Source(params=source))
 
 
 def test_l2_to_generation_equals_pairwise_distances(x64):
