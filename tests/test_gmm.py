@@ -334,6 +334,21 @@ def test_traced_tol_and_reg_covar_do_not_recompile():
     assert run._cache_size() == 1
 
 
+def test_an_eager_fit_runs_one_cached_program():
+    """A user's own fit call (outside any trace) runs one compiled program per shape: new data and a new tol
+    reuse it (eagerly, every call compiled its loops anew: ~1 s), and it gives the numbers of the fit
+    traced inside a program."""
+    x = jax.random.normal(jax.random.key(0), (123, 2))  # a shape no other test compiles
+    w = jnp.ones(123)
+    before = GMM.fit.compiled._cache_size()
+    eager = GMM(2, 2, tol=1e-3).fit(jax.random.key(1), x, w, None)
+    GMM(2, 2, tol=1e-4).fit(jax.random.key(2), x + 1.0, w, None)
+    assert GMM.fit.compiled._cache_size() == before + 1
+    traced = jax.jit(lambda fam, key, x, w: fam.fit(key, x, w, None))(GMM(2, 2, tol=1e-3), jax.random.key(1), x, w)
+    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(traced)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 # ------------------------------------------------------------------ sampling and densities
 def test_sample_from_a_source_with_other_k_has_the_right_moments(z):
     fam = GMM(2, 2)

@@ -11,6 +11,7 @@ families/__init__.py, and one row in tests/test_family_contract.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -108,6 +109,25 @@ def family(static: tuple[str, ...]):
         return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(static))
 
     return wrap
+
+
+def compiled_when_eager(method):
+    """Decorator for a family's fit: called on concrete values (a user's own call, outside any trace), it
+    runs as one compiled program, cached by the family's shape fields and the arguments' shapes.
+
+    Eagerly, JAX traces and compiles every lax.while_loop and scan anew at each call: a GMM fit on 1,000
+    points took ~1 s per call, ~1 ms once compiled. Under a trace (simulate, jax.jit, jax.vmap) the method
+    runs as written, so a study's program is unchanged."""
+    compiled = jax.jit(method)  # the family is a pytree: its numbers are traced, its shape fields static
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((self, args, kwargs))):
+            return method(self, *args, **kwargs)
+        return compiled(self, *args, **kwargs)
+
+    wrapper.compiled = compiled
+    return wrapper
 
 
 def point_struct(fam) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from jaxcollapse import _checks
-from jaxcollapse.families.base import FamilyBase, all_finite, family, register, wrong_params
+from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register, wrong_params
 from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
 from jaxcollapse.families.em.init import init_kmeans, init_random
 from jaxcollapse.families.em.loop import LaneData, LoopState, em, lane_begin, lanes_step, running
@@ -156,6 +156,7 @@ class GMM(GMMStudy, FamilyBase):
             p = init_kmeans(key, x, w, self.n_components, self.kmeans_iter, self.covariance, self.reg_covar)
         return GMMParams(*p)
 
+    @compiled_when_eager
     def fit(self, key, x, w, init=None) -> tuple[GMMParams, FitInfo]:
         """EM on points x [n, dim] with weights w [n] (0 = not in the training set).
 

@@ -35,7 +35,7 @@ import optax
 from jaxcollapse import _checks
 from jaxcollapse.families import _decoding, _training
 from jaxcollapse.families._transformer_net import DecoderLM, empty_cache, init_params
-from jaxcollapse.families.base import FamilyBase, all_finite, family, register
+from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register
 from jaxcollapse.families.ngram import TOKENIZERS, check_token_blocks
 from jaxcollapse.families.transformer_study import TransformerStudy
 from jaxcollapse.types import FitInfo, Source
@@ -175,6 +175,7 @@ class Transformer(TransformerStudy, FamilyBase):
         """log p(x[1:] | x[0]) of each block [n] (the first token is context only)."""
         return jnp.sum(self.token_log_probs(params.model, x), axis=-1)
 
+    @compiled_when_eager
     def fit(self, key, x, w, init=None) -> tuple[TransformerParams, FitInfo]:
         """Train; FitInfo.log_lik is the mean token log-likelihood of the last epoch's mini-batches (weighted)."""
         k_init, k_train = jax.random.split(key)

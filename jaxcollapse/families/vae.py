@@ -17,7 +17,7 @@ import optax
 
 from jaxcollapse import _checks
 from jaxcollapse.families import _training, _vae_nets
-from jaxcollapse.families.base import FamilyBase, all_finite, family, register
+from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register
 from jaxcollapse.types import FitInfo, Source
 
 # log_prob takes no key (the family protocol); its ELBO's z-draws use this fixed one (common random
@@ -241,6 +241,7 @@ class VAE(FamilyBase):
         )
         return params, info, trace
 
+    @compiled_when_eager
     def fit(self, key, x, w, init=None) -> tuple[VAEParams, FitInfo]:
         """Train for n_steps Adam steps; FitInfo.log_lik is the final weighted mean ELBO.
 
