@@ -26,8 +26,9 @@ FAMILY_CASES = {"ngram": "NGram", "linear_regression": "LinearRegression", "kde"
 
 FULL = {
     # the paper's GMM chain (experiments/paper_gmm.toml): as many generations as fit in timed_seconds
-    "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=25, timed_seconds=75.0,
-                      max_timed_chunks=None, goal_seconds=120.0),
+    # then the other schedule (engine/program.SCHEDULE: lane by lane / scanned) on the same generations, in compare_seconds
+    "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=25, timed_seconds=60.0,
+                      max_timed_chunks=None, goal_seconds=120.0, compare_seconds=60.0),
     "gaussian": dict(dims=(1, 10), chains=(10_000, 100_000, 1_000_000), n_samples=100, n_generations=30,
                      goal_rate=1e8),
     # experiments/paper_vae.toml's network and training; chain counts in order of importance for the goal
@@ -48,7 +49,7 @@ FULL = {
 # --smoke turns on, a later case reuses an earlier one's programs (compiling the GMM is most of the cost).
 SMOKE = {
     "gmm_paper": dict(FULL["gmm_paper"], n_chains=4, n_samples=200, n_generations=2, chunk=2, timed_seconds=60.0,
-                      max_timed_chunks=1),
+                      max_timed_chunks=1, compare_seconds=60.0),
     "gaussian": dict(FULL["gaussian"], chains=(8,), n_samples=20, n_generations=3),
     "vae": dict(FULL["vae"], chains=(1, 2), n_samples=32,
                 family=dict(latent_dim=2, hidden=(8,), n_steps=4, batch_size=8, n_eval=16)),
@@ -386,6 +387,66 @@ def gmm_paper(case, cfg, budget, smoke):
     if done < total:
         case.note("projection is linear in generations from the early ones timed; early generations need the most "
                   "EM iterations (CPU whole run: mean ~8 per fit against ~45 in the first 20), so it is an upper bound")
+    compare_schedules(case, cfg, budget, smoke, program, chunks, np.concatenate(all_iter, axis=1) if all_iter else None,
+                      lambda: ChainProgram(family, source, n_chains=n, n_generations=total, n_samples=cfg["n_samples"],
+                                           record=record))
+
+
+def compare_schedules(case, cfg, budget, smoke, program, chunks, n_iter, build):
+    """The other schedule (scanned <-> lane by lane) on the generations just timed, same key and chunks, in the
+    same process: the A/B that decides engine/program.SCHEDULE's "auto" on this device. Its chunks' seconds
+    stand beside the timed ones; same_fits says whether both ran the same fits (equal EM iteration counts)."""
+    import jax
+
+    from jaxcollapse.engine import program as program_module
+
+    other_name = "lanes" if program.schedule == "scan" else "scan"
+    began = now()
+    before = program_module.SCHEDULE
+    program_module.SCHEDULE = other_name
+    try:
+        other = build()
+    finally:
+        program_module.SCHEDULE = before
+    seconds_left = min(cfg["compare_seconds"] * (1.0 if smoke else case.data["budget_scale"]),
+                       budget.seconds - budget.elapsed() - 2.0)
+    result = dict(schedule=other.schedule, chunks=[], same_fits=None)
+    case.update(comparison=result)
+    if seconds_left <= 0:
+        case.note("no time was left to time the other schedule")
+        return
+    state, _ = other.start(jax.random.key(1))  # compile, on another key as the timed run did
+    state, _ = other.advance(state, cfg["chunk"])
+    block(state)
+    result["warm_up_seconds"] = now() - began
+    state, _ = other.start(jax.random.key(0))
+    block(state)
+    timed, theirs = 0.0, []
+    for entry in chunks:
+        if timed + entry["seconds"] > seconds_left:  # as long as the first run's chunk, it would not fit
+            break
+        began = now()
+        state, records = other.advance(state, entry["generations"])
+        block(state)
+        seconds = now() - began
+        timed += seconds
+        result["chunks"].append(dict(first_generation=entry["first_generation"], generations=entry["generations"],
+                                     seconds=seconds, first_run_seconds=entry["seconds"]))
+        info = fit_info(records)
+        if info is not None:
+            theirs.append(np.asarray(info.n_iter).reshape(cfg["n_chains"], -1))
+        case.update(comparison=result)
+    if result["chunks"]:
+        mine = sum(c["first_run_seconds"] for c in result["chunks"])
+        result["seconds_ratio"] = timed / mine  # the other schedule's time / the first run's, same generations
+        if theirs and n_iter is not None:
+            ours = np.concatenate(theirs, axis=1)
+            result["same_fits"] = bool(np.array_equal(ours, n_iter[:, :ours.shape[1]]))
+        case.update(comparison=result)
+        named = {"scan": "scanned"}
+        log(f"gmm_paper: {named.get(other.schedule, 'lane by lane')} on generations 1-"
+            f"{sum(c['generations'] for c in result['chunks'])}: {timed:.2f} s, {result['seconds_ratio']:.2f}x the "
+            f"time {named.get(program.schedule, 'lane by lane')}")
 
 
 # ---------------------------------------------------------------- Gaussian chains

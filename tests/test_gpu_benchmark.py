@@ -10,9 +10,12 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MEASURED = ["gmm_paper", "gaussian", "vae", "transformer", "scaling_gaussian", "scaling_gmm"]
 FAMILIES = ["ngram", "linear_regression", "kde"]  # skipped until a version has them
+JAX_VERSION = tuple(int(part) for part in jax.__version__.split(".")[:2])
 
 
 def _run(*args):
@@ -49,6 +52,10 @@ def test_smoke_run_writes_every_case(tmp_path):
     assert len(by_name["scaling_gaussian"]["rows"]) == 2  # the sweep doubled once, then hit its cap
     lanes = by_name["gmm_paper"]["rows"][0]["lanes"]
     assert 0 < lanes["lane_efficiency"] <= 1 and lanes["max_iterations"] >= lanes["mean_iterations"] >= 1
+    comparison = by_name["gmm_paper"]["comparison"]  # the other schedule on the same generations: on a CPU lane by lane
+    assert comparison["schedule"] == "cpu" and comparison["chunks"] and comparison["seconds_ratio"] > 0
+    if JAX_VERSION < (0, 10):  # there a chain's numbers do not depend on its batch (tests/test_pipeline.py)
+        assert comparison["same_fits"] is True
     assert by_name["vae"]["goal_value"] > 0 and by_name["vae"]["goal_met"] is None  # smoke: not judged
     assert by_name["transformer"]["rows"][0]["n_chains"] == 2 and by_name["transformer"]["goal_met"] is None
     assert "chain-gen/s" in done.stdout and "gmm_paper" in done.stdout  # the table
