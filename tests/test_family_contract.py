@@ -113,7 +113,7 @@ def test_a_zero_weight_point_equals_the_point_removed(ran):
     source = fam.check_source(row.source)
     key = jax.random.key(3)
     x = draw_real(fam, source, key, row.n_samples)
-    fit = jax.jit(fam.fit)  # eager, every call would compile its loops anew
+    fit = jax.jit(fam.fit)  # a family need not cache its own fit (compiled_when_eager): one compile per shape
     init, _ = fit(jax.random.key(4), x, jnp.ones(row.n_samples), None)
     extra = jax.tree_util.tree_map(lambda a: a[:1] * 0 + 3, x)  # an outlier that would move any fit
     padded = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), x, extra)

@@ -175,10 +175,9 @@ def test_batched_reseed_leaves_each_lane_as_its_fit_alone(x64):
     fam = GMM(2, 2, tol=1e-5, max_iter=500, init="previous")
     plain = MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[-1.0, 0.0], [1.0, 0.0]]), start.covs)
     starts = GMMParams(*(jnp.stack([a, b, a]) for a, b in zip(start, plain)))
-    fit = jax.jit(lambda s: fam.fit(jax.random.key(0), x, w, s))  # compiled once for the three lanes alone
-    batch, batch_info = jax.jit(jax.vmap(fit))(starts)
-    for lane in range(3):
-        alone, alone_info = fit(GMMParams(*(a[lane] for a in starts)))
+    batch, batch_info = jax.jit(jax.vmap(lambda s: fam.fit(jax.random.key(0), x, w, s)))(starts)
+    for lane in range(3):  # called on its own, the fit compiles once for the three lanes (compiled_when_eager)
+        alone, alone_info = fam.fit(jax.random.key(0), x, w, GMMParams(*(a[lane] for a in starts)))
         assert int(alone_info.n_iter) == int(batch_info.n_iter[lane])
         for a, b in zip(alone, batch):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b[lane]), rtol=1e-9, atol=1e-12)
