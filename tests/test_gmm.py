@@ -9,11 +9,12 @@ import pytest
 import scipy.stats
 
 from jaxcollapse import mixture_metrics
+from jaxcollapse._prefix import BLOCK, first_exceeding, prefix_sums
 from jaxcollapse.families.em import densities, mstep
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.kmeans import lloyd
 from jaxcollapse.families.em.loop import em_trace
-from jaxcollapse.families.em.sampling import inverse_cdf, pick
+from jaxcollapse.families.em.sampling import inverse_cdf, pick, pick_by_weight
 from jaxcollapse.families.gmm import GMM, GMMParams
 from jaxcollapse.types import Source
 
@@ -386,6 +387,39 @@ def test_pick_never_takes_a_zero_increment_and_matches_probabilities():
     cumulative = jnp.asarray([0.0, 1.0, 1.0])
     assert int(inverse_cdf(jnp.asarray(1.0), cumulative)) == 1
     assert int(inverse_cdf(jnp.asarray(0.0), cumulative)) == 1
+
+
+def test_prefix_sums_are_running_sums_to_float32_rounding():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, BLOCK, BLOCK + 1, 1000, 5000):
+        x = rng.uniform(size=(3, n)).astype(np.float32)
+        exact = np.cumsum(x.astype(np.float64), -1)
+        # blocked summation: each sum adds at most BLOCK terms in a block and one per block level
+        levels = int(np.ceil(np.log(n) / np.log(BLOCK))) if n > 1 else 1
+        bound = (BLOCK + levels * BLOCK) * np.finfo(np.float32).eps * exact[:, -1:]
+        assert np.all(np.abs(np.asarray(prefix_sums(jnp.asarray(x))) - exact) <= bound)
+    counts = (jnp.arange(100) % 3 == 0).astype(jnp.int32)
+    np.testing.assert_array_equal(prefix_sums(counts), np.cumsum(np.asarray(counts)))
+
+
+def test_first_exceeding_never_takes_a_zero_increment_of_unmonotone_sums():
+    # running sums whose rounding rose at a zero increment (prefix_sums does not promise monotone sums)
+    increments = jnp.asarray([1.0, 0.0, 1.0, 0.0])
+    cumulative = jnp.asarray([1.0, np.nextafter(np.float32(1.0), np.float32(2.0)), 2.0,
+                              np.nextafter(np.float32(2.0), np.float32(3.0))])
+    assert int(first_exceeding(cumulative, increments, jnp.asarray(1.0))) == 2   # not 1
+    assert int(first_exceeding(cumulative, increments, jnp.asarray(0.5))) == 0
+    assert int(first_exceeding(cumulative, increments, jnp.asarray(2.0))) == 2   # rounded up to the total
+
+
+def test_pick_by_weight_matches_probabilities_across_blocks():
+    p = np.zeros(3 * BLOCK + 5)
+    p[[0, 3, BLOCK - 1, BLOCK, 2 * BLOCK + 7, p.size - 1]] = [0.05, 0.2, 0.1, 0.3, 0.15, 0.2]
+    keys = jax.random.split(jax.random.key(1), 40_000)
+    picks = np.asarray(jax.jit(jax.vmap(lambda k: pick_by_weight(k, jnp.asarray(p, jnp.float32))))(keys))
+    counts = np.bincount(picks, minlength=p.size)
+    assert np.all(counts[p == 0] == 0)
+    assert scipy.stats.chisquare(counts[p > 0], 40_000 * p[p > 0]).pvalue > 1e-4
 
 
 def test_log_prob_matches_scipy():

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import _checks
+from jaxcollapse._prefix import doubling_sums, first_exceeding
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
 from jaxcollapse.families.ngram_study import NGramStudy
 from jaxcollapse.types import FitInfo, Source
@@ -347,16 +348,6 @@ FALLBACK_ROWS = 32     # rows bisected at a time whose cut lies deeper than TOP
 BLOCK_WIDTH = 8        # tokens per sampler block: a draw picks a block, then a token in it
 
 
-def _prefix_sums(x):
-    """Inclusive running sums along the last axis (log-step doubling: no reduce-window cumsum on CPU)."""
-    shift, width = 1, x.shape[-1]
-    while shift < width:
-        pad = [(0, 0)] * (x.ndim - 1) + [(shift, 0)]
-        x = x + jnp.pad(x[..., :-shift], pad)
-        shift *= 2
-    return x
-
-
 def _largest_bits(low, holds):
     """Per row, the largest t in [low, bits of +inf] with holds(t) (true at low, false above some t)."""
     high = jnp.full_like(low, 0x7F800000)
@@ -404,7 +395,7 @@ def _top_p_cut(x, peak, weight, largest, cut_k, top_p):
 
     target = top_p * jnp.sum(kept(x), axis=-1)
     smallest = jnp.min(jnp.where(kept(x) > 0, x, jnp.inf), axis=-1)      # the row's smallest kept entry
-    first = jnp.sum(_prefix_sums(kept(largest)) < target[:, None], axis=-1)  # the candidate reaching top_p
+    first = jnp.sum(doubling_sums(kept(largest)) < target[:, None], axis=-1)  # the candidate reaching top_p
     reached = first < top
     whole = largest[:, -1] <= smallest                                    # every kept entry is a candidate
     cut = jnp.take_along_axis(largest, jnp.minimum(first, top - 1)[:, None], axis=-1)[:, 0]
@@ -461,7 +452,7 @@ class _Sampler(NamedTuple):
         seen = jnp.sum(counts, axis=-1) > 0
         sums = _block_sums(kept)
         last_block = sums.shape[-1] - 1 - jnp.argmax(sums[:, ::-1] > 0, axis=-1)
-        return cls(table, seen, peak, cut, _prefix_sums(sums), last_block, alpha, inverse_temperature)
+        return cls(table, seen, peak, cut, doubling_sums(sums), last_block, alpha, inverse_temperature)
 
     def _weights(self, x, row):
         w = _decoded_weight(x, self.peak[row, None], self.alpha, self.inverse_temperature)
@@ -489,9 +480,7 @@ class _Sampler(NamedTuple):
         tokens = start[:, None] + jnp.arange(block)
         x = jax.vmap(lambda r, s: jax.lax.dynamic_slice(self.table, (r, s), (1, block))[0])(row, start)
         w = jnp.where(tokens >= (b * block)[:, None], self._weights(x, row), 0.0)
-        j = jnp.sum(_prefix_sums(w) <= (target - before)[:, None], axis=-1)
-        last = block - 1 - jnp.argmax(w[:, ::-1] > 0, axis=-1)         # never past the block's last kept token
-        return (start + jnp.minimum(j, last)).astype(jnp.int32)
+        return (start + first_exceeding(doubling_sums(w), w, target - before)).astype(jnp.int32)
 
 
 def _decoded_weight(x, peak, alpha, inverse_temperature):

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import _checks, types
+from jaxcollapse._prefix import prefix_sums
 from jaxcollapse.stages import scores as scores_lib
 from jaxcollapse.stages.base import number, stage
 
@@ -120,11 +121,11 @@ def _best_in_order(s, valid, n: int):
     """Indices of the n best valid scores in candidate order (ties: the earlier one), and how many there are.
 
     The kept mask (_kept), then each kept candidate scattered to its rank among the kept (a prefix
-    sum: an associative scan, as XLA:CPU's cumsum is slow).
+    sum: log-step doubling, as XLA:CPU's cumsum is slow).
     """
     kept = _kept(s, valid, n)
     index = jnp.arange(s.shape[0], dtype=jnp.int32)
-    slot = jnp.where(kept, _prefix_sum(kept) - 1, n)      # rank among the kept; n = discarded
+    slot = jnp.where(kept, prefix_sums(kept.astype(jnp.int32)) - 1, n)      # rank among the kept; n = discarded
     chosen = jnp.zeros(n + 1, jnp.int32).at[slot].set(index)[:n]
     return chosen, jnp.sum(kept)
 
@@ -223,10 +224,6 @@ def _position_of(mask, rank):
     before = jnp.sum(jnp.where(jnp.arange(n_blocks) < block, per_block, 0))
     inside = blocks[jnp.minimum(block, n_blocks - 1)] @ jnp.triu(jnp.ones((width, width), dtype))
     return block * width + jnp.sum(inside + before < rank).astype(jnp.int32)
-
-
-def _prefix_sum(mask):
-    return jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32))
 
 
 def filter_top(score, keep, *, min_keep=None) -> FilterTop:

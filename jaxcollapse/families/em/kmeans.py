@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from jaxcollapse.families.em.densities import UNROLL_DIM
 from jaxcollapse.families.em.reductions import row_sums
-from jaxcollapse.families.em.sampling import pick
+from jaxcollapse.families.em.sampling import pick_by_weight
 
 
 def sq_dist_t(xt, centres):
@@ -37,13 +37,13 @@ def nearest(xt, centres):
 def kmeans_plus_plus(key, xt, w, K: int):
     """k-means++ seeding (one candidate per step), weighted: P(pick n) proportional to w_n D_n^2."""
     keys = jax.random.split(key, K)
-    first = pick(keys[0], jnp.cumsum(w))
+    first = pick_by_weight(keys[0], w)
     centres = jnp.zeros((K, xt.shape[0]), xt.dtype).at[0].set(xt[:, first])
     d2 = jnp.sum((xt - xt[:, first][:, None]) ** 2, 0)
     for k in range(1, K):
         # all remaining distances zero (collapsed data): pick by weight alone
         wd2 = w * d2
-        chosen = pick(keys[k], jnp.cumsum(jnp.where(jnp.sum(wd2) > 0, wd2, w)))
+        chosen = pick_by_weight(keys[k], jnp.where(jnp.sum(wd2) > 0, wd2, w))
         centres = centres.at[k].set(xt[:, chosen])
         d2 = jnp.minimum(d2, jnp.sum((xt - xt[:, chosen][:, None]) ** 2, 0))
     return centres
