@@ -11,6 +11,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxcollapse._precision import full_float32
+
 
 class Mixture(NamedTuple):
     weights: jax.Array  # [K]
@@ -60,7 +62,8 @@ def l2_to_generation(history, generation: int = 0):
         hist = Mixture(*(np.asarray(a, np.float64) for a in history))
         ref = Mixture(*(a[:, generation] for a in hist))
         per_gen = jax.vmap(l2_distance, in_axes=(0, None))
-        return np.asarray(jax.jit(jax.vmap(per_gen))(hist, ref))
+        with full_float32():
+            return np.asarray(jax.jit(jax.vmap(per_gen))(hist, ref))
 
 
 def log_prob(params, x):

@@ -105,6 +105,33 @@ def test_same_key_same_numbers():
     assert not np.array_equal(a.params.probs, c.params.probs)
 
 
+def test_programs_run_with_full_float32_products(monkeypatch):
+    """A float32 product's default precision is TF32 on recent NVIDIA GPUs: the engine's programs and an
+    eager fit's program are called under jax.default_matmul_precision("float32") (read at trace time)."""
+    from jaxcollapse.families.base import compiled_when_eager, family
+
+    seen = []
+    for name in ("_start_jit", "_advance_jit"):
+        def spy(*args, _name=name, _call=getattr(chain_lib, name), **kwargs):
+            seen.append((_name, jax.config.jax_default_matmul_precision))
+            return _call(*args, **kwargs)
+        monkeypatch.setattr(chain_lib, name, spy)
+    fam, src = dice()
+    jc.simulate(jax.random.key(4), fam, src, n_chains=3, n_generations=4, n_samples=20)
+    assert seen == [("_start_jit", "float32"), ("_advance_jit", "float32")]
+
+    @family(static=())
+    class Probe:
+        @compiled_when_eager
+        def fit(self, x):
+            seen.append(("traced fit", jax.config.jax_default_matmul_precision))
+            return x @ x
+
+    Probe().fit(jnp.ones(3))
+    assert seen[-1] == ("traced fit", "float32")
+    assert jax.config.jax_default_matmul_precision is None   # the user's setting is left as it was
+
+
 def test_second_call_with_same_shapes_does_not_recompile():
     fam, src = gaussian2()
     kwargs = dict(n_chains=4, n_generations=3, n_samples=10)

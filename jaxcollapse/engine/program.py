@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxcollapse import _checks
 from jaxcollapse import sharding as sharding_lib
+from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import pipeline
 from jaxcollapse.engine.result import Result
 from jaxcollapse.engine.step import ChainCarry, Spec, start_one, step_one
@@ -189,8 +190,9 @@ class ChainProgram:
         return key[None] if self.n_chains == 1 else jax.random.split(key, self.n_chains)
 
     def start(self, key):
-        carry, records = _start_jit(self.family, self.regime, self.source, self.layout.place(self.chain_keys(key)),
-                                    self.spec, mesh=self.layout.mesh)
+        with full_float32():
+            carry, records = _start_jit(self.family, self.regime, self.source,
+                                        self.layout.place(self.chain_keys(key)), self.spec, mesh=self.layout.mesh)
         return ChainState(carry, 0), _add_generation_axis(self.layout.gather(records))
 
     def advance(self, state: ChainState, n_steps: int):
@@ -201,8 +203,9 @@ class ChainProgram:
             raise ValueError(f"nothing left to run: generation {state.generation} of {self.n_generations}")
         first, n_valid_array = self.layout.replicate(
             (np.asarray(state.generation + 1, np.int32), np.asarray(n_valid, np.int32)))
-        carry, records = _advance_jit(state.carry, first, n_valid_array, self.family, self.regime,
-                                      self.source, self.spec, n_steps, mesh=self.layout.mesh, lanes=self.schedule)
+        with full_float32():
+            carry, records = _advance_jit(state.carry, first, n_valid_array, self.family, self.regime,
+                                          self.source, self.spec, n_steps, mesh=self.layout.mesh, lanes=self.schedule)
         records = jax.tree_util.tree_map(lambda a: a[:, :n_valid], self.layout.gather(records))
         return ChainState(carry, state.generation + n_valid), records
 

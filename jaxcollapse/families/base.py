@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 
+from jaxcollapse._precision import full_float32
 from jaxcollapse.families.study_base import StudyKnowledge
 from jaxcollapse.types import FitInfo, Source
 
@@ -124,7 +125,8 @@ def compiled_when_eager(method):
     def wrapper(self, *args, **kwargs):
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((self, args, kwargs))):
             return method(self, *args, **kwargs)
-        return compiled(self, *args, **kwargs)
+        with full_float32():
+            return compiled(self, *args, **kwargs)
 
     wrapper.compiled = compiled
     return wrapper
