@@ -270,7 +270,8 @@ def test_chunked_while_steps_each_lane_to_its_count_and_counts_its_work():
     running = lambda st: st[0] < st[1]  # noqa: E731
     # a running lane steps +1 (args); stepped twice in one trip it would overshoot an odd count
     step = lambda st, args: (st[0] + jnp.where(st[0] < st[1], args, 0), st[1])  # noqa: E731
-    for blocks in ((8, 2), (16, 4), (16, 8, 3), (8, 8, 3), (37, 1), (37, 37)):  # (37, 37): one block of every lane (GPU)
+    # (37, 37): one block of every lane (GPU); last 0: no tail block (a program that runs once)
+    for blocks in ((8, 2), (16, 4), (16, 8, 3), (8, 8, 3), (37, 1), (37, 37), (16, 16, 0), (16, 4, 0)):
         (count, _), ran = jax.jit(lambda s, b=blocks: chunked_while(step, running, s, jnp.ones(37, jnp.int32), b))(
             (jnp.zeros(37, jnp.int32), need))
         np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
@@ -293,9 +294,11 @@ def test_slotted_while_steps_each_lane_to_its_count_and_counts_its_work():
         np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
         assert int(ran) == slotted_lane_iterations(need, slots, blocks) >= int(need.sum())
     assert slotted_lane_iterations(need, 0, (16, 4)) == lane_iterations(need, (16, 4))
-    # two devices: each runs its own loop over its contiguous half of the lanes (51 + 50)
+    # two devices: each runs its own loop over its contiguous half of the lanes (51 + 50); generation 0 runs once
     fits = np.stack([np.asarray(need), np.asarray(need)[::-1]])
-    ran = sum(slotted_lane_iterations(row[part], *schedule(51)) for row in fits for part in (slice(0, 51), slice(51, None)))
+    assert schedule(51, one_off=True) == (0, (16, 16, 0)) and schedule(51)[0] > 0
+    ran = sum(slotted_lane_iterations(row[part], *schedule(51, one_off=g == 0))
+              for g, row in enumerate(fits) for part in (slice(0, 51), slice(51, None)))
     assert lane_efficiency(fits, devices=2) == fits.sum() / ran
 
 
@@ -346,6 +349,38 @@ def test_an_eager_fit_runs_one_cached_program():
     assert GMM.fit.compiled._cache_size() == before + 1
     traced = jax.jit(lambda fam, key, x, w: fam.fit(key, x, w, None))(GMM(2, 2, tol=1e-3), jax.random.key(1), x, w)
     for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(traced)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _fits_traced_anew():
+    fam = GMM(2, 2, tol=1e-4, max_iter=300)
+    return jax.vmap(lambda k, x: fam.fit(k, x, jnp.ones(200), None))  # a new function: traced anew
+
+
+def _once_data():
+    x = jax.random.normal(jax.random.key(0), (32, 200, 2)) * jnp.linspace(0.5, 2.0, 32)[:, None, None]
+    return jax.random.split(jax.random.key(1), 32), x
+
+
+def test_a_program_that_runs_once_steps_em_in_fewer_loops():
+    """Traced under tracing_one_off (a study's generation 0), the batched EM has no slots and no tail block."""
+    from jaxcollapse.families.base import tracing_one_off
+
+    usual = jax.make_jaxpr(_fits_traced_anew())(*_once_data())
+    with tracing_one_off():
+        once = jax.make_jaxpr(_fits_traced_anew())(*_once_data())
+    assert str(once).count("while[") < str(usual).count("while[")
+
+
+@pytest.mark.slow
+def test_a_program_that_runs_once_gives_the_same_fits():
+    """Each lane runs its own EM recurrence in either schedule: the same fits bit for bit."""
+    from jaxcollapse.families.base import tracing_one_off
+
+    usual = jax.jit(_fits_traced_anew())(*_once_data())
+    with tracing_one_off():
+        once = jax.jit(_fits_traced_anew())(*_once_data())
+    for a, b in zip(jax.tree_util.tree_leaves(usual), jax.tree_util.tree_leaves(once)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

@@ -19,7 +19,7 @@ from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import pipeline
 from jaxcollapse.engine.result import Result
 from jaxcollapse.engine.step import ChainCarry, Spec, start_one, step_one
-from jaxcollapse.families.base import Family, make_source, zero_points
+from jaxcollapse.families.base import Family, make_source, tracing_one_off, zero_points
 from jaxcollapse.stages import base as stages_base
 from jaxcollapse.stages import mixing
 
@@ -56,7 +56,8 @@ def _start_all(family, stage, source, chain_keys, spec, mesh=None):
         family, source = shared
         return jax.vmap(lambda key, st: start_one(family, st, source, key, spec))(chain_keys, stage)
 
-    return sharding_lib.over_chains(all_chains, mesh, (family, source), chain_keys, stage)
+    with tracing_one_off():   # generation 0 runs once: a smaller program (families/base.py)
+        return sharding_lib.over_chains(all_chains, mesh, (family, source), chain_keys, stage)
 
 
 def _advance_all(carry, first_generation, n_valid, family, stage, source, spec, n_steps, mesh=None, lanes="scan"):

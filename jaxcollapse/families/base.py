@@ -10,6 +10,8 @@ families/__init__.py, and one row in tests/test_family_contract.py.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 from typing import Any, Protocol, runtime_checkable
@@ -110,6 +112,26 @@ def family(static: tuple[str, ...]):
         return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(static))
 
     return wrap
+
+
+_ONE_OFF = contextvars.ContextVar("jaxcollapse_one_off", default=False)
+
+
+@contextlib.contextmanager
+def tracing_one_off():
+    """Trace a program that runs once (a study's generation 0) under this: a family may then build a
+    smaller program over a faster one (the GMM's batched EM: one block loop instead of three, ~1.6 s
+    less compile on 2 CPU cores for ~20 ms more run time at 256 chains)."""
+    token = _ONE_OFF.set(True)
+    try:
+        yield
+    finally:
+        _ONE_OFF.reset(token)
+
+
+def one_off() -> bool:
+    """Whether the program being traced runs once (tracing_one_off)."""
+    return _ONE_OFF.get()
 
 
 def compiled_when_eager(method):

@@ -52,7 +52,8 @@ def chunked_while(step, running, state, lane_args, blocks):
     running(state): [lanes] bool.
     state, lane_args: pytrees with a leading lane axis (the args do not change).
     blocks: (big, small[, last]) lane counts of the blocks: big ones while they fill, the rest in small
-        ones, and the last <= `last` running lanes (default small) in one block until they finish.
+        ones, and the last <= `last` running lanes (default small) in one block until they finish
+        (last = 0: no tail block, one step program fewer to compile).
     Returns (final state, lane-iterations run: lanes of the blocks stepped, idle ones included).
     """
     big, small, last = _sizes(blocks)
@@ -104,7 +105,7 @@ def chunked_while(step, running, state, lane_args, blocks):
     order, n_run = running_first(jnp.arange(B, dtype=jnp.int32), running(state))
     state, order, _, lane_iterations = jax.lax.while_loop(lambda c: c[2] > last, trip,
                                                           (state, order, n_run, jnp.zeros((), jnp.int32)))
-    return tail(state, order, lane_iterations)
+    return tail(state, order, lane_iterations) if last else (state, lane_iterations)
 
 
 def lane_iterations(n_iter, blocks) -> int:
@@ -116,7 +117,7 @@ def lane_iterations(n_iter, blocks) -> int:
     n_big = still[blocked] // big
     n_small = -(-(still[blocked] - n_big * big) // small)
     tail_trips = need.max() - (blocked[-1] + 1 if blocked.size else 0)         # one block of `last` lanes
-    return int(np.sum(n_big * big + n_small * small) + tail_trips * last)
+    return int(np.sum(n_big * big + n_small * small) + tail_trips * last)       # last = 0: no tail
 
 
 def _sizes(blocks):

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxcollapse.families.base import one_off
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import Fallback, fallback
 from jaxcollapse.families.em.slots import schedule, slotted_while
@@ -97,7 +98,7 @@ def _em_program(max_iter: int, covariance: str):
             return advance(state, em_batch, tol_, max_iter)
 
         final, _ = slotted_while(step, lambda st: running(st, max_iter), start_state(params, (B,)),
-                                 (xt, w, fb, tol, reg_covar), *schedule(B, jax.default_backend()))
+                                 (xt, w, fb, tol, reg_covar), *schedule(B, jax.default_backend(), one_off()))
         out = result(final)
         return out, jax.tree_util.tree_map(lambda _: True, out)
 

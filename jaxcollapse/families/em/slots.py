@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse.families.em.compaction import block_sizes, chunked_while, lane_iterations
+from jaxcollapse.families.em.compaction import SMALL, block_sizes, chunked_while, lane_iterations
 
 MAX_SLOTS = 128
 
@@ -28,8 +28,12 @@ def slot_count(B: int, backend: str = "cpu") -> int:
     return slots if backend == "cpu" and slots >= 8 else 0
 
 
-def schedule(B: int, backend: str = "cpu"):
-    """(slots, drain blocks) the batched EM uses for B lanes."""
+def schedule(B: int, backend: str = "cpu", one_off: bool = False):
+    """(slots, drain blocks) the batched EM uses for B lanes. one_off (a program that runs once, as a
+    study's generation 0, families/base.tracing_one_off): on a CPU, blocks of running lanes alone, no tail
+    block (one step program to compile instead of three)."""
+    if one_off and backend == "cpu":
+        return 0, (min(SMALL, B), min(SMALL, B), 0)
     slots = slot_count(B, backend)
     return slots, block_sizes(slots or B, backend=backend)
 
@@ -121,6 +125,6 @@ def lane_efficiency(n_iter, devices: int = 1) -> float:
     ran = 0
     for start in range(0, n_iter.shape[1], share):
         part = n_iter[:, start:start + share]
-        slots, blocks = schedule(share)   # padded chains are ignored: they are few and finish with the rest
-        ran += sum(slotted_lane_iterations(row, slots, blocks) for row in part)
+        # padded chains are ignored: they are few and finish with the rest. Row 0, generation 0, runs once
+        ran += sum(slotted_lane_iterations(row, *schedule(share, one_off=g == 0)) for g, row in enumerate(part))
     return float(n_iter.sum() / ran)
