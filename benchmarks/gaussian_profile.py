@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import program as program_lib
 
 
@@ -39,9 +40,10 @@ def main():
                                      n_samples=100, record=("mean", "cov"))
     key = jax.random.key(0)
     state, _ = prog.start(key)
-    compiled = program_lib._advance_jit.lower(
-        state.carry, np.int32(1), np.int32(args.generations), prog.family, prog.regime, prog.source,
-        prog.spec, args.generations, mesh=None).compile().as_text()
+    with full_float32():  # as advance() compiles it
+        compiled = program_lib._advance_jit.lower(
+            state.carry, np.int32(1), np.int32(args.generations), prog.family, prog.regime, prog.source,
+            prog.spec, args.generations, mesh=None, lanes=prog.schedule).compile().as_text()
     jax.block_until_ready(prog.advance(state, args.generations)[1])   # compile and warm up
 
     state, _ = prog.start(key)

@@ -15,9 +15,12 @@ import numpy as np
 
 
 def timed(fn, *args):
-    jax.block_until_ready(fn(*args))  # compile
-    began = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
+    from jaxcollapse._precision import full_float32
+
+    with full_float32():  # as a study runs them: float32 products, not the GPU's default TF32
+        jax.block_until_ready(fn(*args))  # compile
+        began = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
     return out, time.perf_counter() - began
 
 

@@ -45,12 +45,14 @@ def _compiled_bytes(program, state, n_steps):
     """Peak bytes XLA reports for the compiled advance() program (None where the backend does not say)."""
     import numpy as np
 
+    from jaxcollapse._precision import full_float32
     from jaxcollapse.engine import program as chain
 
-    lowered = chain._advance_jit.lower(
-        state.carry, *program.layout.replicate((np.int32(1), np.int32(n_steps))), program.family, program.regime,
-        program.source, program.spec, n_steps, mesh=program.layout.mesh)
-    analysis = lowered.compile().memory_analysis()
+    with full_float32():  # the program advance() runs: its products in float32, its EM schedule
+        lowered = chain._advance_jit.lower(
+            state.carry, *program.layout.replicate((np.int32(1), np.int32(n_steps))), program.family, program.regime,
+            program.source, program.spec, n_steps, mesh=program.layout.mesh, lanes=program.schedule)
+        analysis = lowered.compile().memory_analysis()
     if analysis is None:
         return None
     return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
