@@ -433,7 +433,7 @@ class _Sampler(NamedTuple):
     peak: jax.Array          # [R + 1] largest count + alpha
     cut: jax.Array           # [R + 1] keep tokens with count >= cut
     ends: jax.Array          # [R + 1, n_blocks] cumulative kept weight at each block's end
-    last_block: jax.Array    # [R + 1] the last block with kept weight (a draw never lands past it)
+    has_weight: jax.Array    # [R + 1, n_blocks] blocks with kept weight (a draw lands only in one)
     alpha: jax.Array
     inverse_temperature: jax.Array
 
@@ -451,8 +451,7 @@ class _Sampler(NamedTuple):
         kept = jnp.where(table >= cut[:, None], weight(table, peak[:, None]), 0.0)
         seen = jnp.sum(counts, axis=-1) > 0
         sums = _block_sums(kept)
-        last_block = sums.shape[-1] - 1 - jnp.argmax(sums[:, ::-1] > 0, axis=-1)
-        return cls(table, seen, peak, cut, doubling_sums(sums), last_block, alpha, inverse_temperature)
+        return cls(table, seen, peak, cut, doubling_sums(sums), sums > 0, alpha, inverse_temperature)
 
     def _weights(self, x, row):
         w = _decoded_weight(x, self.peak[row, None], self.alpha, self.inverse_temperature)
@@ -474,7 +473,7 @@ class _Sampler(NamedTuple):
         block = min(BLOCK_WIDTH, width)
         ends = self.ends[row]                                            # [n, n_blocks]
         target = u * ends[:, -1]
-        b = jnp.minimum(jnp.sum(ends <= target[:, None], axis=-1), self.last_block[row])
+        b = first_exceeding(ends, self.has_weight[row], target)         # never a block without kept weight
         before = jnp.where(b > 0, jnp.take_along_axis(ends, jnp.maximum(b - 1, 0)[:, None], axis=-1)[:, 0], 0.0)
         start = jnp.minimum(b * block, width - block)                   # the last block may be partial
         tokens = start[:, None] + jnp.arange(block)

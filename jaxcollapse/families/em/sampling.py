@@ -22,8 +22,8 @@ def pick(key, cumulative, shape=()):
 def pick_by_weight(key, increments):
     """One index drawn with probability proportional to the nonnegative increments [m] (pick's uniform).
 
-    For long weight vectors (k-means++ over the points): the running sums by doubling, as XLA:CPU's
-    cumsum took ~40% of k-means++; a zero increment is still never picked (first_exceeding)."""
+    For long weight vectors (k-means++ over the points): the running sums in blocks (prefix_sums), as
+    XLA:CPU's cumsum took ~40% of k-means++; a zero increment is still never picked (first_exceeding)."""
     cumulative = prefix_sums(increments)
     return first_exceeding(cumulative, increments, standard_uniform(key, (), cumulative.dtype) * cumulative[-1])
 
