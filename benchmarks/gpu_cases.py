@@ -26,9 +26,11 @@ FAMILY_CASES = {"ngram": "NGram", "linear_regression": "LinearRegression", "kde"
 
 FULL = {
     # the paper's GMM chain (experiments/paper_gmm.toml): as many generations as fit in timed_seconds
-    # then the other schedule (engine/program.SCHEDULE: lane by lane / scanned) on the same generations, in compare_seconds
+    # then the other schedule (engine/program.SCHEDULE: lane by lane / scanned) on the same generations, in compare_seconds;
+    # then agreement_chains x agreement_generations of it here and on the host's CPU (float32 products on both)
     "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=25, timed_seconds=60.0,
-                      max_timed_chunks=None, goal_seconds=120.0, compare_seconds=60.0),
+                      max_timed_chunks=None, goal_seconds=120.0, compare_seconds=60.0,
+                      agreement_chains=8, agreement_generations=10),
     "gaussian": dict(dims=(1, 10), chains=(10_000, 100_000, 1_000_000), n_samples=100, n_generations=30,
                      goal_rate=1e8),
     # experiments/paper_vae.toml's network and training; chain counts in order of importance for the goal
@@ -49,7 +51,7 @@ FULL = {
 # --smoke turns on, a later case reuses an earlier one's programs (compiling the GMM is most of the cost).
 SMOKE = {
     "gmm_paper": dict(FULL["gmm_paper"], n_chains=4, n_samples=200, n_generations=2, chunk=2, timed_seconds=60.0,
-                      max_timed_chunks=1, compare_seconds=60.0),
+                      max_timed_chunks=1, compare_seconds=60.0, agreement_chains=4, agreement_generations=2),
     "gaussian": dict(FULL["gaussian"], chains=(8,), n_samples=20, n_generations=3),
     "vae": dict(FULL["vae"], chains=(1, 2), n_samples=32,
                 family=dict(latent_dim=2, hidden=(8,), n_steps=4, batch_size=8, n_eval=16)),
@@ -396,6 +398,39 @@ def gmm_paper(case, cfg, budget, smoke):
     except Exception as error:  # noqa: BLE001 - the timed rows stand without the comparison
         case.update(comparison=dict(case.data.get("comparison") or {}, error=short_error(error)))
         log(f"gmm_paper: the other schedule failed: {short_error(error)}")
+    try:
+        cpu_agreement(case, cfg, family, source)
+    except Exception as error:  # noqa: BLE001 - a missing check, not a failed case
+        case.update(cpu_agreement=dict(error=short_error(error)))
+        log(f"gmm_paper: the CPU agreement check failed: {short_error(error)}")
+
+
+def cpu_agreement(case, cfg, family, source):
+    """A few chains of the same GMM run here and on the host's CPU, same key. Products are full float32 on
+    both (jaxcollapse/_precision.py; TF32, the GPU default, would leave differences near 1e-3), so generation
+    0's fits should agree to float32 rounding; later generations drift apart as rounding compounds."""
+    import jax
+
+    import jaxcollapse as jc
+
+    kwargs = dict(n_chains=cfg["agreement_chains"], n_generations=cfg["agreement_generations"],
+                  n_samples=cfg["n_samples"])
+    here = jc.simulate(jax.random.key(7), family, source, **kwargs)
+    cpu = jc.simulate(jax.random.key(7), family, source, devices=jax.devices("cpu"), **kwargs)
+
+    def relative(a, b):  # per generation, the largest over chains and entries
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        gap = np.abs(a - b) / np.maximum(np.abs(b), 1e-6)
+        return gap.reshape(gap.shape[0], gap.shape[1], -1).max(axis=(0, 2))
+
+    means, covs = relative(here.params.means, cpu.params.means), relative(here.params.covs, cpu.params.covs)
+    result = dict(n_chains=kwargs["n_chains"], generations=kwargs["n_generations"] + 1, device=str(jax.devices()[0]),
+                  max_relative_difference_means=means.tolist(), max_relative_difference_covs=covs.tolist(),
+                  generation0_same_iterations=float(np.mean(np.asarray(here.info.n_iter)[:, 0]
+                                                            == np.asarray(cpu.info.n_iter)[:, 0])))
+    case.update(cpu_agreement=result)
+    log(f"gmm_paper: against the CPU, generation 0's means and covariances differ by at most {means[0]:.1e} / "
+        f"{covs[0]:.1e} (relative); the last generation's by {means[-1]:.1e} / {covs[-1]:.1e}")
 
 
 def compare_schedules(case, cfg, budget, smoke, program, chunks, n_iter, build):

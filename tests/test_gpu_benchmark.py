@@ -56,6 +56,9 @@ def test_smoke_run_writes_every_case(tmp_path):
     assert comparison["schedule"] == "cpu" and comparison["chunks"] and comparison["seconds_ratio"] > 0
     if JAX_VERSION < (0, 10):  # there a chain's numbers do not depend on its batch (tests/test_pipeline.py)
         assert comparison["same_fits"] is True
+    agreement = by_name["gmm_paper"]["cpu_agreement"]  # here "this device" is the CPU too: the same numbers
+    assert len(agreement["max_relative_difference_covs"]) == agreement["generations"] == 3
+    assert agreement["max_relative_difference_means"][0] < 1e-5 and agreement["generation0_same_iterations"] == 1.0
     assert by_name["vae"]["goal_value"] > 0 and by_name["vae"]["goal_met"] is None  # smoke: not judged
     assert by_name["transformer"]["rows"][0]["n_chains"] == 2 and by_name["transformer"]["goal_met"] is None
     assert "chain-gen/s" in done.stdout and "gmm_paper" in done.stdout  # the table
