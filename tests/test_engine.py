@@ -139,6 +139,7 @@ def test_advance_traces_a_generation_once(monkeypatch):
     step_one = chain_lib.step_one
     monkeypatch.setattr(chain_lib, "step_one", lambda *args: traced.append(1) or step_one(*args))
     fam, src = dice()
+    # n_samples=17: a shape no other test compiles, so advance() is traced here (5 = 3 + 2: one step skipped)
     res = jc.simulate(jax.random.key(6), fam, src, n_chains=3, n_generations=5, n_samples=17, chunk_size=3)
     assert len(traced) == 1
     assert res.params.probs.shape == (3, 6, 6)
