@@ -195,7 +195,18 @@ def cmd_info(args) -> int:
     print(f"{'studies':<12} {config.builtin_dir()}")
     print(f"{'cache':<12} compiled programs: {compile_cache.describe()}")
     print(f"{'schedule':<12} {_schedule_line()}")
+    print(f"{'sums':<12} {_sums_line()}")
     return 0
+
+
+def _sums_line() -> str:
+    from jaxcollapse.families.em import reductions
+
+    chosen = reductions.SUMS
+    if chosen not in reductions.MODES:
+        return f"JAXCOLLAPSE_SUMS={chosen!r} is not one of {reductions.MODES}"
+    how = "one matrix-vector product" if reductions.by_product() else "fused reductions"
+    return f"{chosen} (JAXCOLLAPSE_SUMS): EM and Lloyd sums over the points as {how} on this backend"
 
 
 def _schedule_line() -> str:

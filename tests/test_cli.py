@@ -130,6 +130,7 @@ def test_list_and_info(capsys, monkeypatch, tmp_path):
     assert "jax" in info and "devices" in info and "cpu" in info.lower()
     assert "compiled programs: off (JAXCOLLAPSE_NO_CACHE)" in info  # tests switch it off (conftest)
     assert "schedule     auto (JAXCOLLAPSE_SCHEDULE): iterative fits (GMM) run scanned" in info  # CPU
+    assert "sums         auto (JAXCOLLAPSE_SUMS): EM and Lloyd sums over the points as one matrix-vector product" in info
     monkeypatch.delenv("JAXCOLLAPSE_NO_CACHE")
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

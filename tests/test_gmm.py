@@ -570,3 +570,36 @@ def test_lloyd_matches_a_numpy_loop(x64):
                 c[k] = (w[label == k, None] * x[label == k]).sum(0) / w[label == k].sum()
     got = lloyd(jnp.asarray(start), jnp.asarray(x.T), jnp.asarray(w), 6)
     np.testing.assert_allclose(np.asarray(got), c, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ sums over the points
+@pytest.fixture
+def sums_mode(monkeypatch):
+    from jaxcollapse.families.em import reductions
+
+    return lambda mode: monkeypatch.setattr(reductions, "SUMS", mode)
+
+
+def test_fused_reductions_give_the_products_em_and_lloyd(x64, sums_mode):
+    # "reduce" is what accelerators run (em/reductions.py); "product" is checked against scikit-learn above
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(_two_clusters(rng, 2))
+    w = jnp.asarray(rng.exponential(size=len(x)))
+    start = MixtureParams(jnp.array([0.5, 0.5]), x[jnp.array([0, 1])], jnp.stack([jnp.eye(2)] * 2))
+    runs = {}
+    for mode in ("product", "reduce"):
+        sums_mode(mode)
+        (params, trace) = em_trace(start, x, w, n_steps=20, covariance="full", reg_covar=1e-6)
+        runs[mode] = (params, trace, lloyd(x[:3], x.T, w, 5))
+    (p_prod, t_prod, c_prod), (p_red, t_red, c_red) = runs["product"], runs["reduce"]
+    for got, want in [(p_red.means, p_prod.means), (p_red.covs, p_prod.covs), (t_red, t_prod), (c_red, c_prod)]:
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-11, atol=1e-13)
+
+
+def test_an_unknown_way_of_summing_is_a_value_error(sums_mode):
+    from jaxcollapse.families.em.reductions import row_sums
+
+    sums_mode("matmul")
+    for call in (lambda: GMM(2, dim=2), lambda: row_sums([jnp.ones(3)])):  # named before anything is traced
+        with pytest.raises(ValueError, match="JAXCOLLAPSE_SUMS.*'auto', 'product', 'reduce'.*'matmul'"):
+            call()

@@ -10,6 +10,7 @@ import numpyro.distributions as dist
 
 from jaxcollapse import _checks
 from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register, wrong_params
+from jaxcollapse.families.em import reductions
 from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
 from jaxcollapse.families.em.init import init_kmeans, init_random
 from jaxcollapse.families.em.loop import LaneData, LoopState, em, lane_begin, lanes_step, running
@@ -84,6 +85,7 @@ class GMM(GMMStudy, FamilyBase):
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         _checks.number_in("tol", self.tol, 0.0, np.inf)
         _checks.number_in("reg_covar", self.reg_covar, 0.0, np.inf)
+        reductions.check_mode()  # a bad JAXCOLLAPSE_SUMS is named here, before anything is traced
 
     @property
     def point_shape(self) -> tuple[int, ...]:
