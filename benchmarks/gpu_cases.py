@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import pathlib
 import platform
 import sys
 import time
@@ -21,15 +22,16 @@ import traceback
 
 import numpy as np
 
-# families a later version may add; a case for one is written only once its API is known
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# cases of families an earlier version lacked (skipped there): case -> the family's name in jaxcollapse
 FAMILY_CASES = {"ngram": "NGram", "linear_regression": "LinearRegression", "kde": "KDE"}
 
 FULL = {
     # the paper's GMM chain (experiments/paper_gmm.toml): as many generations as fit in timed_seconds
     # then the other schedule (engine/program.SCHEDULE: lane by lane / scanned) on the same generations, in compare_seconds;
     # then agreement_chains x agreement_generations of it here and on the host's CPU (float32 products on both)
-    "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=25, timed_seconds=60.0,
-                      max_timed_chunks=None, goal_seconds=120.0, compare_seconds=60.0,
+    "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=100, timed_seconds=100.0,
+                      max_timed_chunks=None, goal_seconds=120.0, compare_seconds=30.0,
                       agreement_chains=8, agreement_generations=10),
     "gaussian": dict(dims=(1, 10), chains=(10_000, 100_000, 1_000_000), n_samples=100, n_generations=30,
                      goal_rate=1e8),
@@ -37,6 +39,13 @@ FULL = {
     "vae": dict(chains=(1, 256, 16), n_samples=1400, goal_ratio=5.0,
                 family=dict(latent_dim=8, hidden=(128,), architecture="mlp", likelihood="bernoulli",
                             n_steps=1500, batch_size=64, learning_rate=1e-3, next_data="mean", init="scratch")),
+    # one batched EM iteration per way of summing over the points (benchmarks/gpu_em_step.py)
+    "em_step": dict(n_chains=10_000, iterations=50),
+    # the built-in studies' first runs (their sweeps' first points) at more chains; rate rows, no goal
+    "ngram": dict(study="experiments/paper_lm.toml", chains=(32, 1024), n_generations=10, overrides=()),
+    "linear_regression": dict(study="experiments/regression.toml", chains=(1000, 100_000, 1_000_000),
+                              n_generations=50, overrides=()),
+    "kde": dict(study="experiments/kde.toml", chains=(200, 10_000), n_generations=100, overrides=("run.snapshot_at=[]",)),
     "scaling_gaussian": dict(first=2**18, max_chains=2**28, n_samples=100, n_generations=10),
     "scaling_gmm": dict(first=2**14, max_chains=2**22, n_samples=1000, n_generations=2),
     # experiments/paper_lm_transformer.toml's network and training; generation 0 and one generation on written text
@@ -55,6 +64,12 @@ SMOKE = {
     "gaussian": dict(FULL["gaussian"], chains=(8,), n_samples=20, n_generations=3),
     "vae": dict(FULL["vae"], chains=(1, 2), n_samples=32,
                 family=dict(latent_dim=2, hidden=(8,), n_steps=4, batch_size=8, n_eval=16)),
+    "em_step": dict(n_chains=4, iterations=2),
+    "ngram": dict(FULL["ngram"], chains=(2,), n_generations=2,  # one metric: the others' programs take 20 s to compile
+                  overrides=("family.vocab_size=50", "run.n_samples=16", "family.n_eval=4",
+                             'run.metrics=["heldout_perplexity"]')),
+    "linear_regression": dict(FULL["linear_regression"], chains=(4,), n_generations=2),
+    "kde": dict(FULL["kde"], chains=(4,), n_generations=2),
     "scaling_gaussian": dict(first=4, max_chains=8, n_samples=20, n_generations=3),
     "scaling_gmm": dict(first=4, max_chains=4, n_samples=200, n_generations=2),
     "transformer": dict(FULL["transformer"], chains=(2,), n_samples=16,  # one shape: compiling is the cost
@@ -398,6 +413,8 @@ def gmm_paper(case, cfg, budget, smoke):
     except Exception as error:  # noqa: BLE001 - the timed rows stand without the comparison
         case.update(comparison=dict(case.data.get("comparison") or {}, error=short_error(error)))
         log(f"gmm_paper: the other schedule failed: {short_error(error)}")
+    if not cfg["agreement_chains"]:
+        return
     try:
         cpu_agreement(case, cfg, family, source)
     except Exception as error:  # noqa: BLE001 - a missing check, not a failed case
@@ -406,9 +423,12 @@ def gmm_paper(case, cfg, budget, smoke):
 
 
 def cpu_agreement(case, cfg, family, source):
-    """A few chains of the same GMM run here and on the host's CPU, same key. Products are full float32 on
-    both (jaxcollapse/_precision.py; TF32, the GPU default, would leave differences near 1e-3), so generation
-    0's fits should agree to float32 rounding; later generations drift apart as rounding compounds."""
+    """A few chains of the same GMM run here and on the host's CPU, same key: how far same-key runs drift apart.
+    Generation 0 agrees only up to EM's stopping rule: a point that differs by rounding (the devices' normal
+    transforms) can move the iteration at which |change in log-likelihood| < tol, and on these flat two-component
+    fits one iteration moves the parameters by ~1e-2 (the H100, 2026-11-27: 1.2e-2, 6 of 8 chains with the same
+    iteration counts). Later generations drift apart as differences compound. The products' precision is
+    checked from identical fit states by the em_step case (float32 rounding: ~3e-7 there)."""
     import jax
 
     import jaxcollapse as jc
@@ -633,6 +653,72 @@ def scaling_gaussian(case, cfg, budget, smoke):
     sweep(case, cfg, budget, build, "Gaussian(dim=1), source N(0, 1)")
 
 
+def em_step(case, cfg, budget, smoke):
+    """One EM iteration of the paper's GMM at many lanes, per way of summing (benchmarks/gpu_em_step.py); goal:
+    em/reductions.SUMS "auto" picks the faster way on this device, and every way agrees with the CPU."""
+    import jax
+
+    from benchmarks.gpu_em_step import measure
+    from jaxcollapse.families.em.reductions import by_product
+
+    rows = measure(cfg["n_chains"], cfg["iterations"], log=log)
+    case.data["rows"] = rows
+    seconds = {row["config"]: row["us_per_iteration"] for row in rows}
+    chosen, other = ("product/float32", "reduce/float32") if by_product() else ("reduce/float32", "product/float32")
+    worst = max(max(row["agreement_means"], row["agreement_covs"]) for row in rows)
+    case.update(goal=f"on {jax.devices()[0].platform}, auto's way ({chosen}) takes at most the other's time "
+                     f"(value: the ratio), and every way agrees with the CPU to float32 rounding (worst: {worst:.1e})",
+                goal_value=seconds[chosen] / seconds[other],
+                goal_met=None if smoke else bool(seconds[chosen] <= seconds[other] and worst < 1e-5))
+
+
+def study_chains(case, cfg, budget, smoke):
+    """A built-in study's first run at cfg['chains'] chains and cfg['n_generations'] generations (the study's
+    family, source, regime and metrics, as `jaxcollapse run` builds them): one rate row per chain count."""
+    import jax
+
+    from jaxcollapse import config as config_lib
+    from jaxcollapse.study.build import build
+
+    last = None
+    for n in cfg["chains"]:
+        if last is not None and not budget.fits(last["first_call_seconds"] + last["wall_seconds"] * n / last["n_chains"]):
+            case.note(f"time budget: skipped n_chains={n} and later")
+            break
+        overrides = list(cfg["overrides"]) + [f"run.n_chains={n}", f"run.n_generations={cfg['n_generations']}"]
+        _, runs = config_lib.load_study(ROOT / cfg["study"], overrides)
+        name, config = runs[0]
+        plan = build(name, config)
+        case.update(settings=dict(study=cfg["study"], run=name, family=config["family"], regime=config["regime"],
+                                  n_samples=config["run"]["n_samples"], n_generations=cfg["n_generations"],
+                                  metrics=config["run"].get("metrics")))
+
+        def run(key):
+            state, first = plan.program.start(key)
+            state, more = plan.program.advance(state, cfg["n_generations"])
+            block((state, first, more))
+            return [first, more]
+
+        try:
+            began = now()
+            run(jax.random.key(1))
+            first = now() - began
+            began = now()
+            records = run(jax.random.key(0))
+            steady = now() - began
+        except Exception as error:  # noqa: BLE001
+            case.update(errors=case.data.get("errors", []) + [f"n_chains={n}: {short_error(error)}"])
+            log(f"{case.data['name']} n_chains={n}: {short_error(error)}")
+            if is_out_of_memory(error):
+                break
+            continue
+        last = rate_row(n, cfg["n_generations"] + 1, first, steady, config=f"{n} chains",
+                        failed_chains=failed_chains(records))
+        case.add_row(last)
+        log(f"{case.data['name']} n_chains={n}: {last['chain_generations_per_second']:.3g} chain-generations/s "
+            f"({steady:.3f} s, compile {last['compile_seconds']:.1f} s)")
+
+
 def scaling_gmm(case, cfg, budget, smoke):
     def build(jc):
         family = jc.GMM(2, dim=2, covariance="full", tol=1e-5, max_iter=2000)
@@ -643,7 +729,8 @@ def scaling_gmm(case, cfg, budget, smoke):
 
 
 CASES = {"gmm_paper": gmm_paper, "gaussian": gaussian, "vae": vae, "scaling_gaussian": scaling_gaussian,
-         "scaling_gmm": scaling_gmm, "transformer": transformer}
+         "scaling_gmm": scaling_gmm, "transformer": transformer, "em_step": em_step,
+         "ngram": study_chains, "linear_regression": study_chains, "kde": study_chains}
 
 
 def main(argv=None):
@@ -653,13 +740,20 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, required=True, help="seconds this case may use, compiles included")
     parser.add_argument("--scale", type=float, default=1.0, help="the run's --budget-scale")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="replace one of the case's settings (FULL / SMOKE above), e.g. --set chunk=100")
     args = parser.parse_args(argv)
+    cfg = dict((SMOKE if args.smoke else FULL)[args.case])
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in cfg:
+            parser.error(f"--set: {args.case} has no setting {name!r}; it has {sorted(cfg)}")
+        cfg[name] = json.loads(value)
     case = Case(args.case, args.out, args.smoke, args.budget)
     budget = Budget(args.budget)
-    case.update(budget_scale=args.scale)
+    case.update(budget_scale=args.scale, overrides=args.set)
     try:
         case.update(environment=environment())
-        cfg = (SMOKE if args.smoke else FULL)[args.case]
         CASES[args.case](case, cfg, budget, args.smoke)
         case.update(status="ok" if case.data["rows"] else "error",
                     **({} if case.data["rows"] else {"error": "no row finished"}))
