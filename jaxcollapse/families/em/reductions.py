@@ -6,8 +6,9 @@ import os
 import jax
 import jax.numpy as jnp
 
-# "auto": a product on a CPU, reductions elsewhere; "product" / "reduce": everywhere (benchmarks, tests).
-# Read when a program is traced. Environment: JAXCOLLAPSE_SUMS.
+# "auto": a product where JAX's default backend is the CPU, reductions elsewhere (a run placed on the host
+# CPU of a GPU machine sums with reductions: the same sums to rounding, slower); "product" / "reduce":
+# everywhere (benchmarks, tests). Read when a program is traced. Environment: JAXCOLLAPSE_SUMS.
 SUMS = os.environ.get("JAXCOLLAPSE_SUMS", "auto")
 MODES = ("auto", "product", "reduce")
 
