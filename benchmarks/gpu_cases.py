@@ -482,9 +482,9 @@ def compare_schedules(case, cfg, budget, smoke, program, chunks, n_iter, build):
     result["warm_up_seconds"] = now() - began
     state, _ = other.start(jax.random.key(0))
     block(state)
-    timed, theirs = 0.0, []
+    timed, theirs, ratio = 0.0, [], 1.0
     for entry in chunks:
-        if timed + entry["seconds"] > seconds_left:  # as long as the first run's chunk, it would not fit
+        if timed + entry["seconds"] * ratio > seconds_left:  # predicted from the ratio so far, it would not fit
             break
         began = now()
         state, records = other.advance(state, entry["generations"])
@@ -493,6 +493,7 @@ def compare_schedules(case, cfg, budget, smoke, program, chunks, n_iter, build):
         timed += seconds
         result["chunks"].append(dict(first_generation=entry["first_generation"], generations=entry["generations"],
                                      seconds=seconds, first_run_seconds=entry["seconds"]))
+        ratio = timed / sum(c["first_run_seconds"] for c in result["chunks"])
         info = fit_info(records)
         if info is not None:
             theirs.append(np.asarray(info.n_iter).reshape(cfg["n_chains"], -1))
