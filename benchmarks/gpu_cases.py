@@ -64,7 +64,7 @@ SMOKE = {
     "gaussian": dict(FULL["gaussian"], chains=(8,), n_samples=20, n_generations=3),
     "vae": dict(FULL["vae"], chains=(1, 2), n_samples=32,
                 family=dict(latent_dim=2, hidden=(8,), n_steps=4, batch_size=8, n_eval=16)),
-    "em_step": dict(n_chains=4, iterations=2),
+    "em_step": dict(n_chains=64, iterations=5),  # the agreement check's shapes: its programs serve both
     "ngram": dict(FULL["ngram"], chains=(2,), n_generations=2,  # one metric: the others' programs take 20 s to compile
                   overrides=("family.vocab_size=50", "run.n_samples=16", "family.n_eval=4",
                              'run.metrics=["heldout_perplexity"]')),

@@ -24,14 +24,15 @@ import numpy as np
 N_SAMPLES, AGREEMENT_CHAINS, AGREEMENT_STEPS = 1000, 64, 5
 
 
-def fit_states(family, n_chains, device):
-    """(states, datas) of n_chains fits begun on `device` from generation-0 data."""
+def fit_states(begin, n_chains, device):
+    """(states, datas) of n_chains fits begun (begin: the family's fit_begin, vmapped) on `device` from
+    generation-0 data."""
     with jax.default_device(device):
         key = jax.random.key(0)
         x = jax.random.normal(key, (n_chains, N_SAMPLES, 2), jnp.float32)
         w = jnp.ones((n_chains, N_SAMPLES), jnp.float32)
         keys = jax.random.split(jax.random.key(1), n_chains)
-        return jax.jit(jax.vmap(family.fit_begin))(keys, x, w)
+        return begin(keys, x, w)
 
 
 def iterate(family, n):
@@ -54,8 +55,9 @@ def measure(n_chains: int, iterations: int, log=print) -> list[dict]:
 
     family = jc.GMM(2, dim=2, covariance="full", tol=1e-30, max_iter=2000)  # no lane stops within the loop
     device, cpu = jax.devices()[0], jax.devices("cpu")[0]
-    states, datas = fit_states(family, n_chains, device)
-    cpu_states, cpu_datas = fit_states(family, AGREEMENT_CHAINS, cpu)
+    begin = jax.jit(jax.vmap(family.fit_begin))  # one program where both shapes and devices are the same
+    states, datas = fit_states(begin, n_chains, device)
+    cpu_states, cpu_datas = fit_states(begin, AGREEMENT_CHAINS, cpu)
     rows, chosen = [], reductions.SUMS
     try:
         reductions.SUMS = "product"  # the CPU's own choice
@@ -71,7 +73,8 @@ def measure(n_chains: int, iterations: int, log=print) -> list[dict]:
                     began = time.perf_counter()
                     jax.block_until_ready(loop(states, datas))
                     seconds.append(time.perf_counter() - began)
-                here = iterate(family, AGREEMENT_STEPS)(*jax.device_put((cpu_states, cpu_datas), device))
+                agree = loop if iterations == AGREEMENT_STEPS else iterate(family, AGREEMENT_STEPS)
+                here = agree(*jax.device_put((cpu_states, cpu_datas), device))
             per_iteration = statistics.median(seconds) / iterations
             row = dict(config=f"{sums}/{precision}", sums=sums, precision=precision, n_chains=n_chains,
                        iterations=iterations, us_per_iteration=1e6 * per_iteration,
