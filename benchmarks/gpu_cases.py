@@ -32,7 +32,10 @@ FULL = {
     # then agreement_chains x agreement_generations of it here and on the host's CPU (float32 products on both)
     "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=100, timed_seconds=100.0,
                       max_timed_chunks=None, goal_seconds=120.0, compare_seconds=30.0,
-                      agreement_chains=8, agreement_generations=10),
+                      agreement_chains=8, agreement_generations=10,
+                      # lane_block: an experiment (--set lane_block=1250): on an accelerator, step only the running
+                      # lanes, gathered this many at a time, once few run (engine/pipeline.lane_layout steps all)
+                      lane_block=None),
     "gaussian": dict(dims=(1, 10), chains=(10_000, 100_000, 1_000_000), n_samples=100, n_generations=30,
                      goal_rate=1e8),
     # experiments/paper_vae.toml's network and training; chain counts in order of importance for the goal
@@ -321,6 +324,8 @@ def gmm_paper(case, cfg, budget, smoke):
     from jaxcollapse.engine import ChainProgram
 
     n, total = cfg["n_chains"], cfg["n_generations"]
+    if cfg["lane_block"]:
+        gathered_blocks(int(cfg["lane_block"]))
     family = jc.GMM(2, dim=2, covariance="full", tol=1e-5, max_iter=2000)
     source = family.make_params(weights=[1.0], means=[[0.0, 0.0]], covs=[np.eye(2)])
     record = pick_record(jc, family, source, ("component_std",), cfg["n_samples"])
@@ -329,7 +334,8 @@ def gmm_paper(case, cfg, budget, smoke):
     chunk = cfg["chunk"]
     case.update(settings=dict(family="GMM(2, dim=2, covariance='full', tol=1e-5, max_iter=2000)",
                               source="N(0, I_2)", n_chains=n, n_samples=cfg["n_samples"], n_generations=total,
-                              chunk_size=chunk, record=str(record), schedule=program.schedule))
+                              chunk_size=chunk, record=str(record), schedule=program.schedule,
+                              lane_block=cfg["lane_block"]))
 
     # warm-up with another key: compiles start() and advance(chunk) on the same generations as the timed run
     began = now()
@@ -420,6 +426,20 @@ def gmm_paper(case, cfg, budget, smoke):
     except Exception as error:  # noqa: BLE001 - a missing check, not a failed case
         case.update(cpu_agreement=dict(error=short_error(error)))
         log(f"gmm_paper: the CPU agreement check failed: {short_error(error)}")
+
+
+def gathered_blocks(block: int):
+    """The accelerator lane layout with running lanes gathered `block` at a time once few run, for this process
+    (programs traced from now on; the replayed efficiencies keep the library's layout)."""
+    from jaxcollapse.engine import pipeline
+
+    library_layout = pipeline.lane_layout
+
+    def layout(lanes, kind):
+        sizes = library_layout(lanes, kind)
+        return sizes._replace(block=min(lanes, block)) if kind == "accelerator" else sizes
+
+    pipeline.lane_layout = layout
 
 
 def cpu_agreement(case, cfg, family, source):
