@@ -218,12 +218,16 @@ def time_program(jc, family, source, *, n_chains, n_generations, n_samples, reco
     The program is built (and its settings checked) once, outside the timing; the first run compiles,
     the second, with another key, is timed. Records come back to the host inside the timing, as in simulate().
     """
-    import jax
-
     from jaxcollapse.engine import ChainProgram
 
     program = ChainProgram(family, source, n_chains=n_chains, n_generations=n_generations, n_samples=n_samples,
                               record=record)
+    return time_built(program, n_generations)
+
+
+def time_built(program, n_generations):
+    """time_program's timing of a program already built."""
+    import jax
 
     def run(key):
         state, first = program.start(key)
@@ -240,6 +244,13 @@ def time_program(jc, family, source, *, n_chains, n_generations, n_samples, reco
     began = now()
     records = run(jax.random.key(0))
     return records, first, now() - began
+
+
+def row_failed(case, label, error) -> bool:
+    """Record one row's error in the case; True when larger rows should not be tried (out of memory)."""
+    case.update(errors=case.data.get("errors", []) + [f"{label}: {short_error(error)}"])
+    log(f"{case.data['name']} {label}: {short_error(error)}")
+    return is_out_of_memory(error)
 
 
 class Budget:
@@ -556,9 +567,7 @@ def gaussian(case, cfg, budget, smoke):
             records, first, steady = time_program(jc, family, source, n_chains=n, n_generations=cfg["n_generations"],
                                                n_samples=cfg["n_samples"], record=record)
         except Exception as error:  # noqa: BLE001 - one row's failure must not end the case
-            case.update(errors=case.data.get("errors", []) + [f"dim={dim} n_chains={n}: {short_error(error)}"])
-            log(f"gaussian dim={dim} n_chains={n}: {short_error(error)}")
-            if is_out_of_memory(error):
+            if row_failed(case, f"dim={dim} n_chains={n}", error):
                 case.note(f"out of memory at dim={dim} n_chains={n}; larger rows skipped")
                 break
             continue
@@ -600,9 +609,7 @@ def chain_ratio(case, cfg, budget, smoke, jc, family, source, record, n_generati
             records, first, steady = time_program(jc, family, source, n_chains=n, n_generations=n_generations,
                                                   n_samples=cfg["n_samples"], record=record)
         except Exception as error:  # noqa: BLE001
-            case.update(errors=case.data.get("errors", []) + [f"n_chains={n}: {short_error(error)}"])
-            log(f"{label} n_chains={n}: {short_error(error)}")
-            if is_out_of_memory(error):
+            if row_failed(case, f"n_chains={n}", error):
                 break
             continue
         last = rate_row(n, n_generations + 1, first, steady, config=f"{n} chains", failed_chains=failed_chains(records))
@@ -696,7 +703,6 @@ def em_step(case, cfg, budget, smoke):
 def study_chains(case, cfg, budget, smoke):
     """A built-in study's first run at cfg['chains'] chains and cfg['n_generations'] generations (the study's
     family, source, regime and metrics, as `jaxcollapse run` builds them): one rate row per chain count."""
-    import jax
 
     from jaxcollapse import config as config_lib
     from jaxcollapse.study.build import build
@@ -713,24 +719,10 @@ def study_chains(case, cfg, budget, smoke):
         case.update(settings=dict(study=cfg["study"], run=name, family=config["family"], regime=config["regime"],
                                   n_samples=config["run"]["n_samples"], n_generations=cfg["n_generations"],
                                   metrics=config["run"].get("metrics")))
-
-        def run(key):
-            state, first = plan.program.start(key)
-            state, more = plan.program.advance(state, cfg["n_generations"])
-            block((state, first, more))
-            return [first, more]
-
         try:
-            began = now()
-            run(jax.random.key(1))
-            first = now() - began
-            began = now()
-            records = run(jax.random.key(0))
-            steady = now() - began
+            records, first, steady = time_built(plan.program, cfg["n_generations"])
         except Exception as error:  # noqa: BLE001
-            case.update(errors=case.data.get("errors", []) + [f"n_chains={n}: {short_error(error)}"])
-            log(f"{case.data['name']} n_chains={n}: {short_error(error)}")
-            if is_out_of_memory(error):
+            if row_failed(case, f"n_chains={n}", error):
                 break
             continue
         last = rate_row(n, cfg["n_generations"] + 1, first, steady, config=f"{n} chains",
