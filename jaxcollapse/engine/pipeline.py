@@ -55,7 +55,7 @@ def lane_layout(lanes: int, layout: str) -> LaneLayout:
     as many trips within 13%, 3.6x fewer groups than an eighth of the lanes with partial ones at 1 / 8,
     benchmarks/RESULTS.md)."""
     if layout == "cpu":
-        return LaneLayout(block_sizes(lanes)[1], int(min(lanes, max(4, min(64, lanes // 16)))), 8)
+        return LaneLayout(block_sizes(lanes)[0], int(min(lanes, max(4, min(64, lanes // 16)))), 8)
     return LaneLayout(lanes, int(min(lanes, max(64, lanes // 2))), 2)
 
 

@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 # lanes per block; a step costs a fixed ~20 us plus ~2.7 us per lane on 2 CPU cores (1,000 points, 2-D).
-# One size for every block but the tail's: each size is a step program to compile (~0.5 s each; blocks
-# of 32 and 8 ran the EM within 2% of these)
-BIG, SMALL, LAST = 16, 16, 4
+# Each size is a step program to compile (~0.5 s each). Small blocks of 4 and a 1-lane tail: blocks of 16
+# stepped the last few lanes of a generation with most of their lanes idle (replayed on the paper run:
+# 78% of the lane-iterations useful with 16 / 16 / 4, 94% with these; benchmarks/RESULTS.md)
+BIG, SMALL, LAST = 16, 4, 1
 
 
 def block_sizes(B: int, big: int = BIG, small: int = SMALL, last: int = LAST,

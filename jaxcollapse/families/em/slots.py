@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse.families.em.compaction import SMALL, block_sizes, chunked_while, lane_iterations
+from jaxcollapse.families.em.compaction import BIG, block_sizes, chunked_while, lane_iterations
 
 MAX_SLOTS = 128
 
@@ -33,7 +33,7 @@ def schedule(B: int, backend: str = "cpu", one_off: bool = False):
     study's generation 0, families/base.tracing_one_off): on a CPU, blocks of running lanes alone, no tail
     block (one step program to compile instead of three)."""
     if one_off and backend == "cpu":
-        return 0, (min(SMALL, B), min(SMALL, B), 0)
+        return 0, (min(BIG, B), min(BIG, B), 0)
     slots = slot_count(B, backend)
     return slots, block_sizes(slots or B, backend=backend)
 
