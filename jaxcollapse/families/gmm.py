@@ -11,7 +11,7 @@ import numpyro.distributions as dist
 from jaxcollapse import _checks
 from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register, wrong_params
 from jaxcollapse.families.em import reductions
-from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
+from jaxcollapse.families.em.densities import MixtureParams, mean_log_lik, point_log_prob
 from jaxcollapse.families.em.init import init_kmeans, init_random
 from jaxcollapse.families.em.loop import LaneData, LoopState, em, lane_begin, lanes_step, running
 from jaxcollapse.families.em.loop import result as em_result
@@ -204,7 +204,7 @@ class GMM(GMMStudy, FamilyBase):
 
     def _fitted(self, result, xt, w):
         params = GMMParams(*result.params)
-        log_lik = jnp.sum(w * point_log_prob(result.params, xt.T)) / jnp.sum(w)
+        log_lik = mean_log_lik(result.params, xt, w)
         return params, FitInfo(result.n_iter, result.converged, log_lik, all_finite(params))
 
     def metrics(self, key, params: GMMParams, source: Source) -> dict:

@@ -1,44 +1,16 @@
 """One EM iteration (E-step at theta, M-step), for one chain and for a batch of chains."""
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-from jaxcollapse.families.em.densities import UNROLL_DIM, MixtureParams, cholesky, inv_lower, joint_t, normalise
+from jaxcollapse.families.em.densities import UNROLL_DIM, MixtureParams, joint_rows, joint_t, normalise, normalise_rows
 from jaxcollapse.families.em.mstep import Fallback, empty, moments, moments_unrolled, reseed, worst_point
 
 
 def em_update_unrolled(theta: MixtureParams, xt, w, covariance: str, reg_covar):
     """em_update with every per-point quantity an [n] array and the M-step's sums as one product each pass."""
-    K, d = theta.means.shape
-    chol = cholesky(theta.covs)
-    inv_chol = inv_lower(chol)
-    const = (jnp.log(theta.weights) - jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
-             - 0.5 * d * math.log(2.0 * math.pi))
-    rows = [xt[a] for a in range(d)]
-    joints = []
-    for k in range(K):
-        diff = [rows[a] - theta.means[k, a] for a in range(d)]
-        quad = 0.0
-        for e in range(d):
-            y = sum(inv_chol[k, e, a] * diff[a] for a in range(e + 1))
-            quad = quad + y * y
-        joints.append(const[k] - 0.5 * quad)
-    if K == 2:  # one exp per point: the larger joint's term is exp(0) = 1
-        gap = joints[1] - joints[0]
-        small = jnp.exp(-jnp.abs(gap))
-        total = 1.0 + small
-        per_point = jnp.maximum(joints[0], joints[1]) + jnp.log(total)  # scikit-learn's logsumexp; log1p costs 1.5x
-        expd = [jnp.where(gap > 0, small, 1.0), jnp.where(gap > 0, 1.0, small)]
-    else:
-        top = joints[0]
-        for joint in joints[1:]:
-            top = jnp.maximum(top, joint)
-        expd = [jnp.exp(joint - top) for joint in joints]
-        total = sum(expd)
-        per_point = top + jnp.log(total)
+    per_point, expd, total = normalise_rows(joint_rows(theta, xt))
     w_over_total = w / total
     (ll_sum,), m = moments_unrolled(theta.means, xt, w, [e * w_over_total for e in expd], covariance, reg_covar,
                                     lead=[w * per_point])
