@@ -288,7 +288,7 @@ def test_slotted_while_steps_each_lane_to_its_count_and_counts_its_work():
     need = jnp.asarray(need, jnp.int32)
     running = lambda st: st[0] < st[1]  # noqa: E731
     step = lambda st, args: (st[0] + jnp.where(st[0] < st[1], args, 0), st[1])  # noqa: E731
-    for slots, blocks in ((8, (8, 2)), (25, (16, 8, 4)), (0, (16, 4))):  # 0: chunked_while alone
+    for slots, blocks in ((8, (8, 2)), (25, (16, 8, 4)), (25, (16, 4, 1)), (0, (16, 4))):  # 0: chunked_while alone
         (count, _), ran = jax.jit(lambda s, n=slots, b=blocks: slotted_while(
             step, running, s, jnp.ones(101, jnp.int32), n, b))((jnp.zeros(101, jnp.int32), need))
         np.testing.assert_array_equal(np.asarray(count), np.asarray(need))
@@ -603,3 +603,21 @@ def test_an_unknown_way_of_summing_is_a_value_error(sums_mode):
     for call in (lambda: GMM(2, dim=2), lambda: row_sums([jnp.ones(3)])):  # named before anything is traced
         with pytest.raises(ValueError, match="JAXCOLLAPSE_SUMS.*'auto', 'product', 'reduce'.*'matmul'"):
             call()
+
+
+@pytest.mark.parametrize("K,dim", [(2, 1), (2, 2), (3, 2), (3, 5)])  # K = 3: the max-and-sum path; 5: the general one
+def test_mean_log_lik_is_the_weighted_mixture_log_likelihood(x64, K, dim):
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(K * 10 + dim)
+    x = rng.normal(size=(200, dim)) * 2.0
+    w = rng.uniform(0, 2, 200) * (rng.uniform(size=200) > 0.2)
+    weights = rng.dirichlet(np.ones(K))
+    means = rng.normal(size=(K, dim))
+    a = rng.normal(size=(K, dim, dim))
+    covs = a @ np.swapaxes(a, -1, -2) + 0.3 * np.eye(dim)
+    joint = np.stack([np.log(weights[k]) + scipy.stats.multivariate_normal(means[k], covs[k]).logpdf(x).reshape(-1)
+                      for k in range(K)])
+    ref = np.sum(w * logsumexp(joint, axis=0)) / np.sum(w)
+    got = densities.mean_log_lik(MixtureParams(*map(jnp.asarray, (weights, means, covs))), jnp.asarray(x.T), jnp.asarray(w))
+    np.testing.assert_allclose(float(got), ref, rtol=1e-12)
