@@ -57,6 +57,4 @@ def sample_mixture(key, params: MixtureParams, n: int):
             value = params.means[k, a] + sum(chol[k, a, b] * z[b] for b in range(a + 1))
             row = jnp.where(comp == k, value, row)
         rows.append(row)
-    # stacked as [d, n] and transposed: the fit takes x.T back and XLA reads it in place (stacked as [n, d],
-    # the points were written interleaved and transposed back: ~6% of a paper-run generation's profile)
-    return jnp.stack(rows).T
+    return jnp.stack(rows, -1)
