@@ -120,6 +120,6 @@ def mean_log_lik(params: MixtureParams, xt, w):
     """sum_n w_n log p(x_n) / sum_n w_n (xt [d, n]): per coordinate and summed by row_sums up to UNROLL_DIM
     (the general path's max, sum over components and reductions ran ~2x slower on CPU, once per fit)."""
     if xt.shape[0] > UNROLL_DIM:
-        return jnp.sum(w * normalise(joint_t(params, xt)[0])[0]) / jnp.sum(w)
+        return jnp.sum(w * point_log_prob(params, xt.T)) / jnp.sum(w)
     ll_sum, total = row_sums([w * normalise_rows(joint_rows(params, xt))[0], w])
     return ll_sum / total
