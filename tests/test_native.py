@@ -1,0 +1,123 @@
+"""The native EM loop (jaxcollapse/native): its exp and log, and the same fits as XLA's EM.
+
+Its parity with scikit-learn is tests/test_gmm.py's (the em_path fixture runs those tests on both loops)."""
+import ctypes
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcollapse import GMM
+from jaxcollapse.families.em.densities import MixtureParams
+from jaxcollapse.families.em.loop import em
+from jaxcollapse.native import build
+from jaxcollapse.native import em as native_em
+
+pytestmark = pytest.mark.skipif(build.compiler() is None, reason="no C++ compiler here: the native EM is not built")
+
+
+def _library():
+    lib, why = build.library()
+    assert lib is not None, why  # a compiler is here: the build must work
+    return lib
+
+
+@pytest.mark.parametrize("name,low,high", [("exp", -90.0, 0.0), ("exp", -1.0, 0.0), ("log", 1.0, 4.0)])
+def test_vectorised_exp_and_log_are_within_two_float32_ulp(name, low, high):
+    """The E-step's exp(-|gap|) and log(1 + small) (em_loop.cc's vexp, vlog) against float64 NumPy."""
+    fn = getattr(_library(), f"jaxcollapse_v{name}_f32")
+    x = np.random.default_rng(0).uniform(low, high, 1 << 16).astype(np.float32)
+    x[:4] = [low, high, (low + high) / 2, np.nextafter(np.float32(high), np.float32(low))]
+    out = np.full_like(x, np.nan)
+    fn(x.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(x.size))
+    exact = getattr(np, name)(x.astype(np.float64))
+    normal = np.abs(exact) >= np.finfo(np.float32).tiny
+    ulp = np.spacing(np.abs(exact[normal]).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out[normal] - exact[normal]) / ulp) <= 2.0
+    assert np.all(np.abs(out[~normal]) <= np.finfo(np.float32).tiny)  # exp below -87.3: 0 (XLA: a denormal)
+
+
+def _paths(monkeypatch, fit):
+    """fit() traced with the native loop, then with XLA's (fit must trace a new function each call: a program
+    already traced keeps the loop it was traced with)."""
+    out = {}
+    for mode in ("on", "off"):
+        monkeypatch.setattr(build, "MODE", mode)
+        out[mode] = fit()
+    return out["on"], out["off"]
+
+
+@pytest.mark.parametrize("K,dim,covariance", [(2, 1, "full"), (3, 2, "diag"), (2, 3, "full"), (4, 3, "spherical"),
+                                              (1, 2, "full")])
+def test_native_loop_equals_xla_loop_in_float64(x64, monkeypatch, K, dim, covariance):
+    """Each chain of a batch: the same iteration count, stop decision and parameters to float64 rounding."""
+    rng = np.random.default_rng(K * 10 + dim)
+    B, n = 6, 300
+    centres = rng.normal(size=(B, K, dim)) * 3
+    x = jnp.asarray(np.take_along_axis(centres, rng.integers(0, K, (B, n, 1)), 1) + rng.normal(size=(B, n, dim)))
+    w = jnp.asarray(rng.exponential(size=(B, n)))
+    start = MixtureParams(jnp.full((B, K), 1.0 / K), x[:, :K] + 0.1, jnp.broadcast_to(jnp.eye(dim), (B, K, dim, dim)))
+    fit = lambda: jax.jit(jax.vmap(lambda p, x_, w_: em(p, x_, w_, tol=1e-7, max_iter=400, covariance=covariance,  # noqa: E731
+                                                        reg_covar=1e-6)))(start, x, w)
+    native, xla = _paths(monkeypatch, fit)
+    if K > 1:  # (one component: the fit is exact after the first M-step, every chain stops at 2)
+        assert len(set(np.asarray(native.n_iter).tolist())) > 1  # chains stop at different iterations
+    np.testing.assert_array_equal(np.asarray(native.n_iter), np.asarray(xla.n_iter))
+    np.testing.assert_array_equal(np.asarray(native.converged), np.asarray(xla.converged))
+    for a, b in zip(native.params, xla.params):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+
+
+def test_native_loop_is_the_program_and_reseeds_like_xla(x64, monkeypatch):
+    """The native call replaces the while loop in the traced program; a component that starts where every
+    responsibility underflows to 0 is re-seeded at the same point by both loops."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(200, 2)))
+    w = jnp.ones(200).at[:10].set(0.0)
+    start = MixtureParams(jnp.array([0.5, 0.5]), jnp.array([[0.0, 0.0], [1e4, 1e4]]),
+                          jnp.stack([jnp.eye(2), 1e-2 * jnp.eye(2)]))
+    def run(p):
+        return em(p, x, w, tol=1e-6, max_iter=300, covariance="full", reg_covar=1e-6)
+
+    programs = _paths(monkeypatch, lambda: str(jax.make_jaxpr(lambda p: run(p))(start)))
+    assert "jaxcollapse_em_loop_f64" in programs[0] and "while[" not in programs[0]
+    assert "jaxcollapse_em_loop" not in programs[1] and "while[" in programs[1]
+    one_step = _paths(monkeypatch, lambda: em(start, x, w, tol=1e-6, max_iter=1, covariance="full", reg_covar=1e-6))
+    np.testing.assert_allclose(np.asarray(one_step[0].params.means), np.asarray(one_step[1].params.means), rtol=1e-12)
+    native, xla = _paths(monkeypatch, lambda: jax.jit(lambda p: run(p))(start))
+    assert int(native.n_iter) == int(xla.n_iter) and bool(native.converged)
+    for a, b in zip(native.params, xla.params):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+
+
+def test_points_on_a_line_fit_finite_in_float32(monkeypatch):
+    """Chains collapsed onto lines (the covariance's rounding swamps reg_covar): the native loop's capped
+    correlation keeps every fit finite, as XLA's does (tests/test_gmm.py)."""
+    monkeypatch.setattr(build, "MODE", "on")
+    rng = np.random.default_rng(0)
+    C, n = 64, 200
+    t = rng.normal(size=(C, n, 1)) * rng.uniform(1, 10, size=(C, 1, 1))
+    x = jnp.asarray(np.concatenate([t, rng.uniform(-5, 5, size=(C, 1, 1)) * t], -1) + 3, jnp.float32)
+    fam = GMM(2, 2, tol=1e-5, max_iter=300)
+    params, info = jax.jit(jax.vmap(lambda k, x_: fam.fit(k, x_, jnp.ones(n), None)))(jax.random.split(
+        jax.random.key(0), C), x)
+    assert np.all(np.asarray(info.finite))
+    for leaf in params:
+        assert np.isfinite(np.asarray(leaf)).all()
+
+
+def test_shapes_beyond_the_kernel_run_on_xla(monkeypatch):
+    monkeypatch.setattr(build, "MODE", "on")
+    assert native_em.usable(2, 3, jnp.float32) and native_em.usable(4, 1, jnp.float32)
+    assert not native_em.usable(5, 2, jnp.float32) and not native_em.usable(2, 4, jnp.float32)
+    assert not native_em.usable(2, 2, jnp.float16)
+    x = jax.random.normal(jax.random.key(0), (100, 4))
+    params, info = GMM(2, 4, tol=1e-4, max_iter=100).fit(jax.random.key(1), x, jnp.ones(100), None)
+    assert bool(info.finite) and bool(info.converged)
+
+
+def test_an_unknown_native_mode_is_a_value_error(monkeypatch):
+    monkeypatch.setattr(build, "MODE", "fast")
+    with pytest.raises(ValueError, match="JAXCOLLAPSE_NATIVE.*'auto', 'on', 'off'.*'fast'"):
+        GMM(2, dim=2)  # named before anything is traced
