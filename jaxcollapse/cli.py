@@ -196,7 +196,16 @@ def cmd_info(args) -> int:
     print(f"{'cache':<12} compiled programs: {compile_cache.describe()}")
     print(f"{'schedule':<12} {_schedule_line()}")
     print(f"{'sums':<12} {_sums_line()}")
+    print(f"{'native':<12} {_native_line()}")
     return 0
+
+
+def _native_line() -> str:
+    from jaxcollapse.native import build
+
+    if build.MODE not in build.MODES:
+        return f"{build.MODE_VARIABLE}={build.MODE!r} is not one of {build.MODES}"
+    return build.describe()
 
 
 def _sums_line() -> str:

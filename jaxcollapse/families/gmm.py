@@ -17,6 +17,7 @@ from jaxcollapse.families.em.loop import LaneData, LoopState, em, lane_begin, la
 from jaxcollapse.families.em.loop import result as em_result
 from jaxcollapse.families.em.sampling import sample_mixture
 from jaxcollapse.families.gmm_study import GMMStudy
+from jaxcollapse.native import build as native_build
 from jaxcollapse.types import FitInfo, Source
 
 COVARIANCES = ("full", "diag", "spherical")
@@ -85,7 +86,8 @@ class GMM(GMMStudy, FamilyBase):
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         _checks.number_in("tol", self.tol, 0.0, np.inf)
         _checks.number_in("reg_covar", self.reg_covar, 0.0, np.inf)
-        reductions.check_mode()  # a bad JAXCOLLAPSE_SUMS is named here, before anything is traced
+        reductions.check_mode()  # a bad JAXCOLLAPSE_SUMS or JAXCOLLAPSE_NATIVE is named here, before anything is traced
+        native_build.check_mode()
 
     @property
     def point_shape(self) -> tuple[int, ...]:

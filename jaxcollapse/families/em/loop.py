@@ -12,6 +12,7 @@ from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import Fallback, fallback
 from jaxcollapse.families.em.slots import schedule, slotted_while
 from jaxcollapse.families.em.step import batched_em_step, em_step
+from jaxcollapse.native import em as native_em
 
 
 class EMResult(NamedTuple):
@@ -27,10 +28,13 @@ def em(params: MixtureParams, x, w, *, tol, max_iter: int, covariance: str, reg_
     runs exactly the one-chain recurrence, a finished lane is frozen (a select on `done`), so a
     converged chain keeps its result while others iterate and equals the chain fitted alone; and
     lanes are queued through a block of slots and the rest compacted as they finish (slots.py).
+    On a CPU, for d <= 3 and K <= 4, the loop is one native call instead (jaxcollapse/native), each
+    chain iterating alone: the same recurrence, its sums rounded differently.
     """
     dtype = x.dtype
-    return _em_program(max_iter, covariance)(params, x, jnp.asarray(w, dtype), jnp.asarray(tol, dtype),
-                                             jnp.asarray(reg_covar, dtype))
+    native = native_em.usable(*jnp.shape(params.means)[-2:], dtype)  # in the program's key: never a stale trace
+    return _em_program(max_iter, covariance, native)(params, x, jnp.asarray(w, dtype), jnp.asarray(tol, dtype),
+                                                     jnp.asarray(reg_covar, dtype))
 
 
 class LoopState(NamedTuple):
@@ -69,12 +73,19 @@ def result(state: LoopState) -> EMResult:
 
 
 @functools.lru_cache(maxsize=None)
-def _em_program(max_iter: int, covariance: str):
-    """The EM loop for one static setting, with its batching rule (compaction)."""
+def _em_program(max_iter: int, covariance: str, native: bool):
+    """The EM loop for one static setting, with its batching rule (compaction), or the native loop."""
+
+    def native_loop(params, xt, w, fb, tol, reg_covar):
+        fitted, n_iter, converged = native_em.em_loop(params, xt, w, fb, tol, reg_covar, max_iter=max_iter,
+                                                      covariance=covariance)
+        return EMResult(MixtureParams(*fitted), n_iter, converged)
 
     def single(params, x, w, tol, reg_covar):
         xt = x.T
         fb = fallback(xt, w, params.weights.shape[0], covariance, reg_covar)
+        if native:
+            return native_loop(params, xt, w, fb, tol, reg_covar)
         step = lambda theta: em_step(theta, xt, w, fb, covariance, reg_covar)  # noqa: E731
         final = jax.lax.while_loop(lambda st: running(st, max_iter), lambda st: advance(st, step, tol, max_iter),
                                    start_state(params))
@@ -91,6 +102,9 @@ def _em_program(max_iter: int, covariance: str):
         K = params.weights.shape[-1]
         xt = jnp.swapaxes(x, -1, -2)                                    # [B, d, n]
         fb = jax.vmap(lambda xt_, w_, r_: fallback(xt_, w_, K, covariance, r_))(xt, w, reg_covar)
+        if native:
+            out = native_loop(params, xt, w, fb, tol, reg_covar)
+            return out, jax.tree_util.tree_map(lambda _: True, out)
 
         def step(state, lane_args):
             xt_, w_, fb_, tol_, reg_ = lane_args
