@@ -18,7 +18,8 @@ jaxcollapse process runs as started.
 
 Rates are chain-generations per second (cg/s) = chains x (generations + 1) / seconds. Break-even:
 the run size (chain-generations) below which NumPy finishes first once jaxcollapse's compile time
-is counted, compile / (1 / numpy rate - 1 / jaxcollapse rate).
+is counted, compile / (1 / numpy rate - 1 / jaxcollapse rate). jaxcollapse's EM runs natively
+where it builds (jaxcollapse/native); JAXCOLLAPSE_NATIVE=off times XLA's batched EM instead.
 
     python benchmarks/gmm.py                                   64, 256 and 1024 chains x 21 fits
     python benchmarks/gmm.py --n-chains 256 --n-generations 2050 --jax-only     the paper's run
@@ -206,10 +207,13 @@ def main():
         jax_rate = n_chains * fits / jax_seconds
         n_iter = np.asarray(res.info.n_iter)
         from jaxcollapse.families.em.slots import lane_efficiency
+        from jaxcollapse.native import em as native_em
 
+        lanes = ("EM native (each chain to its own end)" if native_em.usable(2, 2, np.float32)
+                 else f"lane efficiency {lane_efficiency(n_iter.T, jax.device_count()):.1%}")
         print(f"\n{n_chains} chains: jaxcollapse {jax_seconds:.2f} s -> {jax_rate:.0f} cg/s, compile {compile_seconds:.1f} s; "
-              f"EM iterations mean {n_iter.mean():.1f} max {n_iter.max()}, lane efficiency "
-              f"{lane_efficiency(n_iter.T, jax.device_count()):.1%}, converged {np.mean(res.info.converged):.4f}")
+              f"EM iterations mean {n_iter.mean():.1f} max {n_iter.max()}, {lanes}, "
+              f"converged {np.mean(res.info.converged):.4f}")
         if not baselines:
             continue
         jax_std = np.asarray(res.metrics["component_std"])[:, -1]

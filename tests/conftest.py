@@ -5,6 +5,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # the command line turns JAX's persistent compilation cache on in ~/.cache; tests never write there
 # (a test that checks the cache gives its subprocess a temporary XDG_CACHE_HOME)
 os.environ["JAXCOLLAPSE_NO_CACHE"] = "1"
+# likewise the native EM's build (jaxcollapse/native/build.py): one shared temporary folder, built once
+os.environ.setdefault("JAXCOLLAPSE_NATIVE_DIR", os.path.join(__import__("tempfile").gettempdir(),
+                                                             "jaxcollapse-native-tests"))
 # The suite is compile-bound: XLA's LLVM back end at its lowest level (XLA's graph passes, fusion
 # included, still run) compiles about a third faster. Subprocesses inherit it, so both sides of every
 # bit-for-bit comparison compile alike. JAX_DISABLE_MOST_OPTIMIZATIONS=0 tests the fully optimised
@@ -40,6 +43,25 @@ def x64():
     yield
     jax.config.update("jax_enable_x64", before)
 
+
+
+@pytest.fixture(params=["native", "xla"])
+def em_path(request, monkeypatch):
+    """Run a test on each EM loop: the native one (jaxcollapse/native) and XLA's batched one."""
+    from jaxcollapse.native import build
+
+    if request.param == "native" and build.compiler() is None:
+        pytest.skip("no C++ compiler here: the native EM is not built")
+    monkeypatch.setattr(build, "MODE", "on" if request.param == "native" else "off")
+    return request.param
+
+
+@pytest.fixture
+def xla_em(monkeypatch):
+    """XLA's batched EM only (tests of its slots, blocks and schedules)."""
+    from jaxcollapse.native import build
+
+    monkeypatch.setattr(build, "MODE", "off")
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def _match(a, b):
 # ------------------------------------------------------------------ scikit-learn parity
 @pytest.mark.parametrize("dim", [1, 2, 5])  # 5: the general (not per-coordinate) EM step
 @pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
-def test_parity_with_sklearn(x64, dim, covariance):
+def test_parity_with_sklearn(x64, dim, covariance, em_path):
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(10 * dim + len(covariance))
@@ -81,7 +81,7 @@ def test_parity_with_sklearn(x64, dim, covariance):
     np.testing.assert_allclose(np.asarray(params.covs), ref_covs[order], rtol=1e-8, atol=1e-12)
 
 
-def test_parity_not_converged_within_max_iter(x64):
+def test_parity_not_converged_within_max_iter(x64, em_path):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
@@ -114,7 +114,7 @@ def test_weighted_log_likelihood_never_decreases(x64):
         assert trace[-1] > trace[0] + 0.1
 
 
-def test_zero_weights_equal_the_subset(x64):
+def test_zero_weights_equal_the_subset(x64, em_path):
     rng = np.random.default_rng(2)
     x = _two_clusters(rng, 2)
     keep = rng.random(len(x)) > 0.3
@@ -128,7 +128,7 @@ def test_zero_weights_equal_the_subset(x64):
     np.testing.assert_allclose(float(info_m.log_lik), float(info_s.log_lik), rtol=1e-12)
 
 
-def test_integer_weights_equal_duplicated_points(x64):
+def test_integer_weights_equal_duplicated_points(x64, em_path):
     rng = np.random.default_rng(4)
     x = _two_clusters(rng, 1, n=(60, 40))
     counts = rng.integers(0, 4, len(x))
@@ -140,7 +140,7 @@ def test_integer_weights_equal_duplicated_points(x64):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
 
 
-def test_empty_component_is_reseeded_deterministically():
+def test_empty_component_is_reseeded_deterministically(em_path):
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.normal(size=(200, 2)), jnp.float32)
     w = jnp.ones(200).at[:10].set(0.0)
@@ -163,7 +163,7 @@ def test_empty_component_is_reseeded_deterministically():
     assert bool(info.finite) and bool(info.converged)
 
 
-def test_batched_reseed_leaves_each_lane_as_its_fit_alone(x64):
+def test_batched_reseed_leaves_each_lane_as_its_fit_alone(x64, em_path):
     """In a batch the re-seed branch is taken once for all lanes; each lane still equals its fit alone.
 
     In float64: in float32 the batched and single programs may sum in another order (XLA:CPU of jax
@@ -185,7 +185,7 @@ def test_batched_reseed_leaves_each_lane_as_its_fit_alone(x64):
 
 
 @pytest.mark.parametrize("init", ["kmeans++", "random"])
-def test_collapsed_data_stays_finite(init):
+def test_collapsed_data_stays_finite(init, em_path):
     # every point identical: a chain that collapsed to a point is the phenomenon, not an error
     x = jnp.full((100, 2), 0.3, jnp.float32)
     fam = GMM(2, 2, tol=1e-5, max_iter=50, init=init)
@@ -237,7 +237,7 @@ def test_component_collapsed_onto_a_line_or_plane_in_3d_stays_positive_definite(
 
 
 # ------------------------------------------------------------------ per-chain masking under vmap
-def test_vmapped_chains_equal_each_chain_alone(x64):
+def test_vmapped_chains_equal_each_chain_alone(x64, em_path):
     """A batch of chains (different iteration counts) equals each chain fitted alone.
 
     In float64, to rounding, with identical iteration counts: the batched and single programs may
@@ -362,7 +362,7 @@ def _once_data():
     return jax.random.split(jax.random.key(1), 32), x
 
 
-def test_a_program_that_runs_once_steps_em_in_fewer_loops():
+def test_a_program_that_runs_once_steps_em_in_fewer_loops(xla_em):
     """Traced under tracing_one_off (a study's generation 0), the batched EM has no slots and no tail block."""
     from jaxcollapse.families.base import tracing_one_off
 
@@ -373,7 +373,7 @@ def test_a_program_that_runs_once_steps_em_in_fewer_loops():
 
 
 @pytest.mark.slow
-def test_a_program_that_runs_once_gives_the_same_fits():
+def test_a_program_that_runs_once_gives_the_same_fits(xla_em):
     """Each lane runs its own EM recurrence in either schedule: the same fits bit for bit."""
     from jaxcollapse.families.base import tracing_one_off
 

@@ -18,10 +18,11 @@ def _records(res, generations=slice(None), snapshots=slice(None)):
     return [h[:, generations] for h in histories] + [res.snapshots[:, snapshots], jax.random.key_data(res.keys)]
 
 
-def test_lane_by_lane_equals_the_scanned_program(monkeypatch):
+def test_lane_by_lane_equals_the_scanned_program(monkeypatch, xla_em):
     """Chains that move on alone (finished lanes concluded in groups, the rest still iterating) give the
     scanned program's records bit for bit: a stage with real data, snapshots, chunks, both lane layouts.
-    Chain 0's EM iteration counts differ between generations, so lanes do fall out of step."""
+    Chain 0's EM iteration counts differ between generations, so lanes do fall out of step. XLA's EM on
+    both sides: the lanes step it."""
     fam = jc.GMM(2, dim=2, tol=1e-5, max_iter=300)
     src = fam.make_params(weights=[0.5, 0.5], means=[[0.0, 0.0], [3.0, 0.0]], covs=[np.eye(2)] * 2)
     settings = dict(n_chains=5, n_generations=4, n_samples=150, regime=jc.keep_real(0.3), snapshot_at=(0, 3))
