@@ -69,6 +69,38 @@ def test_native_loop_equals_xla_loop_in_float64(x64, monkeypatch, K, dim, covari
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("K,dim,covariance", [(2, 2, "full"), (3, 1, "full"), (4, 3, "diag")])
+def test_native_kmeans_start_and_loop_equal_xla_fit_in_float64(x64, monkeypatch, K, dim, covariance):
+    """GMM.fit with a fresh k-means++ start: k-means++ (the same uniforms), Lloyd steps, the hard labels'
+    M-step and EM in one native call give XLA's fit: the same iteration counts and parameters to rounding.
+    Zero weights drop points from the picks and the sums; chain 0's data has collapsed to one point."""
+    rng = np.random.default_rng(K + 10 * dim)
+    B, n = 8, 250
+    centres = rng.normal(size=(B, K, dim)) * 2
+    x = np.take_along_axis(centres, rng.integers(0, K, (B, n, 1)), 1) + rng.normal(size=(B, n, dim))
+    x[0] = 0.3
+    w = jnp.asarray((rng.random((B, n)) > 0.2) * rng.exponential(size=(B, n)))
+    keys = jax.random.split(jax.random.key(3), B)
+
+    def fit():
+        fam = GMM(K, dim, covariance=covariance, tol=1e-6, max_iter=400)
+        return jax.jit(jax.vmap(lambda k, x_, w_: fam.fit(k, x_, w_, None)))(keys, jnp.asarray(x), w)
+
+    (p_native, info_native), (p_xla, info_xla) = _paths(monkeypatch, fit)
+    np.testing.assert_array_equal(np.asarray(info_native.n_iter), np.asarray(info_xla.n_iter))
+    assert np.all(np.asarray(info_native.finite))
+    for a, b in [*zip(p_native, p_xla), (info_native.log_lik, info_xla.log_lik)]:
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+
+
+def test_switching_the_native_mode_compiles_an_eager_fit_anew(monkeypatch):
+    x = jax.random.normal(jax.random.key(0), (77, 2))  # a shape no other test compiles
+    before = GMM.fit.compiled._cache_size()
+    fits = _paths(monkeypatch, lambda: GMM(2, 2, tol=1e-3).fit(jax.random.key(1), x, jnp.ones(77), None))
+    assert GMM.fit.compiled._cache_size() == before + 2
+    np.testing.assert_allclose(np.asarray(fits[0][0].means), np.asarray(fits[1][0].means), rtol=1e-4, atol=1e-5)
+
+
 def test_native_loop_is_the_program_and_reseeds_like_xla(x64, monkeypatch):
     """The native call replaces the while loop in the traced program; a component that starts where every
     responsibility underflows to 0 is re-seeded at the same point by both loops."""

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse import _checks
+from jaxcollapse import _checks, _trace_modes
 from jaxcollapse import sharding as sharding_lib
 from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import pipeline
@@ -140,7 +140,8 @@ class ChainProgram:
         snapshot_at = tuple(sorted({int(g) for g in snapshot_at}))
         if any(g < 0 or g > self.n_generations for g in snapshot_at):
             raise ValueError(f"snapshot_at must hold generations in [0, {self.n_generations}], got {snapshot_at}")
-        self.spec = Spec(self.n_samples, n_batch, self.n_generations, self._check_record(record), snapshot_at)
+        self.spec = Spec(self.n_samples, n_batch, self.n_generations, self._check_record(record), snapshot_at,
+                         _trace_modes.current())
         self._check_pool(max_pool_bytes)
         # per-chain leaves sharded over the mesh, the rest copied to every device (no-ops on one device)
         self.regime = self.layout.place(self.regime)

@@ -13,11 +13,12 @@ from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eage
 from jaxcollapse.families.em import reductions
 from jaxcollapse.families.em.densities import MixtureParams, mean_log_lik, point_log_prob
 from jaxcollapse.families.em.init import init_kmeans, init_random
-from jaxcollapse.families.em.loop import LaneData, LoopState, em, lane_begin, lanes_step, running
+from jaxcollapse.families.em.loop import EMResult, LaneData, LoopState, em, lane_begin, lanes_step, running
 from jaxcollapse.families.em.loop import result as em_result
 from jaxcollapse.families.em.sampling import sample_mixture
 from jaxcollapse.families.gmm_study import GMMStudy
 from jaxcollapse.native import build as native_build
+from jaxcollapse.native import em as native_em
 from jaxcollapse.types import FitInfo, Source
 
 COVARIANCES = ("full", "diag", "spherical")
@@ -167,6 +168,13 @@ class GMM(GMMStudy, FamilyBase):
         init: previous params, used only when self.init == "previous" (None -> k-means++).
         FitInfo.log_lik is the mean weighted log-likelihood at the returned params.
         """
+        if self.init != "random" and (self.init != "previous" or init is None):
+            x, w = self._cast(x, w)
+            if native_em.usable(self.n_components, self.dim, x.dtype):  # k-means++, Lloyd and EM in one call
+                fitted, n_iter, converged = native_em.kmeans_em(
+                    key, x, w, n_components=self.n_components, kmeans_iter=self.kmeans_iter, tol=self.tol,
+                    max_iter=self.max_iter, covariance=self.covariance, reg_covar=self.reg_covar)
+                return self._fitted(EMResult(MixtureParams(*fitted), n_iter, converged), x.T, w)
         x, w, start = self._em_start(key, x, w, init)
         result = em(MixtureParams(*start), x, w, tol=self.tol, max_iter=self.max_iter,
                     covariance=self.covariance, reg_covar=self.reg_covar)
@@ -190,11 +198,14 @@ class GMM(GMMStudy, FamilyBase):
     def fit_end(self, state: LoopState, data: LaneData) -> tuple[GMMParams, FitInfo]:
         return self._fitted(em_result(state), data.xt, data.w)
 
-    def _em_start(self, key, x, w, init):
+    def _cast(self, x, w):
         x = jnp.asarray(x)
         dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else self.point_dtype
-        x = x.astype(dtype)
-        w = jnp.asarray(w, dtype)
+        return x.astype(dtype), jnp.asarray(w, dtype)
+
+    def _em_start(self, key, x, w, init):
+        x, w = self._cast(x, w)
+        dtype = x.dtype
         if self.init == "previous" and init is not None:
             start = GMMParams(*(jnp.asarray(a, dtype) for a in init))
             if start.means.shape != (self.n_components, self.dim):

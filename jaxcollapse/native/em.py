@@ -18,16 +18,39 @@ def usable(n_components: int, dim: int, dtype) -> bool:
             and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)) and build.wanted())
 
 
-def em_loop(params, xt, w, fb, tol, reg_covar, *, max_iter: int, covariance: str):
+def em_loop(params, xt, w, fb, tol, reg_covar, *, max_iter: int, covariance: str, uniforms=None,
+            kmeans_iter: int = -1):
     """EM from params on xt [..., d, n] (leading axes: chains) to |change| < tol or max_iter M-steps, each chain
-    alone; ((weights, means, covs), n_iter int32, converged bool) as em/loop.EMResult's fields."""
+    alone; ((weights, means, covs), n_iter int32, converged bool) as em/loop.EMResult's fields.
+    With uniforms [..., K] and kmeans_iter >= 0, params only gives shapes: each chain starts where
+    init.init_kmeans starts with k-means++'s draws `uniforms`."""
     dtype = xt.dtype
     batch = w.shape[:-1]
+    if uniforms is None:
+        uniforms = jnp.zeros(params.weights.shape, dtype)
     name = "jaxcollapse_em_loop_f32" if dtype == jnp.float32 else "jaxcollapse_em_loop_f64"
     shapes = [jax.ShapeDtypeStruct(a.shape, dtype) for a in params] + [jax.ShapeDtypeStruct(batch, jnp.int32)] * 2
     call = jax.ffi.ffi_call(name, shapes, vmap_method="broadcast_all")
     weights, means, covs, n_iter, converged = call(
-        *(a.astype(dtype) for a in params), xt, w, fb.covs, fb.offsets, jnp.broadcast_to(tol, batch).astype(dtype),
-        jnp.broadcast_to(reg_covar, batch).astype(dtype), max_iter=np.int64(max_iter),
-        covariance=np.int64(COVARIANCE_CODES[covariance]))
+        *(a.astype(dtype) for a in params), uniforms.astype(dtype), xt, w, fb.covs, fb.offsets,
+        jnp.broadcast_to(tol, batch).astype(dtype), jnp.broadcast_to(reg_covar, batch).astype(dtype),
+        max_iter=np.int64(max_iter), covariance=np.int64(COVARIANCE_CODES[covariance]),
+        kmeans_iter=np.int64(kmeans_iter))
     return (weights, means, covs), n_iter, converged != 0
+
+
+def kmeans_em(key, x, w, *, n_components: int, kmeans_iter: int, tol, max_iter: int, covariance: str, reg_covar):
+    """init.init_kmeans then em/loop.em on x [n, d] in one native call (one chain; vmap batches the call):
+    k-means++ with the uniforms its picks draw from `key`, Lloyd steps, the hard labels' M-step, EM."""
+    from jaxcollapse.families.em.densities import MixtureParams
+    from jaxcollapse.families.em.mstep import fallback
+    from jaxcollapse.families.standard_normal import standard_uniform
+
+    dtype = x.dtype
+    K, d = n_components, x.shape[-1]
+    xt = x.T
+    reg = jnp.asarray(reg_covar, dtype)
+    uniforms = jnp.stack([standard_uniform(k, (), dtype) for k in jax.random.split(key, K)])  # kmeans_plus_plus's
+    shapes = MixtureParams(jnp.zeros((K,), dtype), jnp.zeros((K, d), dtype), jnp.zeros((K, d, d), dtype))
+    return em_loop(shapes, xt, w, fallback(xt, w, K, covariance, reg), jnp.asarray(tol, dtype), reg,
+                   max_iter=max_iter, covariance=covariance, uniforms=uniforms, kmeans_iter=kmeans_iter)

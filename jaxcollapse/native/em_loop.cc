@@ -4,7 +4,8 @@
 // per-coordinate path for d <= 3): E-step at theta; weighted moments about the current means; second
 // moments about the new means (a second pass, as scikit-learn); covariances stored as mstep.stored_covs;
 // empty components re-seeded from the fallback; stop when |change in mean log-likelihood| < tol or after
-// max_iter M-steps. Why C++: XLA steps a batch of EM lanes one operation at a time, ~15 passes over the
+// max_iter M-steps. A fresh fit starts as init.init_kmeans does (k-means++ with the uniforms its picks draw,
+// Lloyd steps, the hard labels' M-step) in the same call. Why C++: XLA steps a batch of EM lanes one operation at a time, ~15 passes over the
 // points per iteration, and lanes wait for their block's slowest chain; here each chain runs to its own
 // end in two passes, 8 points per instruction. The sums differ from XLA's in their rounding only.
 #include <cmath>
@@ -223,7 +224,7 @@ struct Chain {
   std::vector<T> x[D];
   std::vector<T> w;
   std::vector<T> rw[K];
-  std::vector<T> per_point;
+  std::vector<T> badness;  // how badly each point is explained (an emptied component restarts at the worst)
   T total = 0;
 
   void load(const T* xt, const T* weights, int n_points) {
@@ -236,13 +237,98 @@ struct Chain {
     w.assign(padded, T(0));
     std::memcpy(w.data(), weights, sizeof(T) * n);
     for (int k = 0; k < K; ++k) rw[k].assign(padded, T(0));
-    per_point.assign(padded, T(0));
+    badness.assign(padded, T(0));
     typedef typename Simd<T>::V V;
     V acc = splat<T>(0);
     for (int i = 0; i < padded; i += kLanes<T>) acc += vload<V>(&w[i]);
     total = hsum<T>(acc);
   }
 };
+
+// The M-step from the weighted responsibilities c.rw and their first sums about `shift` (first[k] = sum rw_k,
+// moments[k][a] = sum rw_k (x_a - shift_ka)): second moments about the new means (a second pass), stored
+// covariances, and mstep.reseed's rule for a component that lost its points (at the point of highest
+// c.badness among w > 0, mstep.first_max's rule).
+template <typename T, int D, int K>
+void m_step(Chain<T, D, K>& c, const T shift[K][D], const T first[K], const T moments[K][D],
+            const T fb_covs[K][D][D], const T fb_offsets[K][D], int64_t covariance, T reg, Mixture<T, D, K>* next) {
+  typedef typename Simd<T>::V V;
+  constexpr int L = kLanes<T>;
+  const T eps = std::numeric_limits<T>::epsilon();
+  T nk_raw[K], nk[K];
+  Mixture<T, D, K>& out = *next;
+  for (int k = 0; k < K; ++k) {
+    nk_raw[k] = first[k];
+    nk[k] = nk_raw[k] + 10 * eps;
+    for (int a = 0; a < D; ++a) out.means[k][a] = shift[k][a] + moments[k][a] / nk[k];
+  }
+
+  // Pass 2: second moments about the new means (full: the upper entries; otherwise the diagonal).
+  V s2[K][D][D];
+  for (int k = 0; k < K; ++k)
+    for (int a = 0; a < D; ++a)
+      for (int b = 0; b < D; ++b) s2[k][a][b] = splat<T>(0);
+  const bool full = covariance == kFull;
+  for (int i = 0; i < c.padded; i += L) {
+    V x[D];
+    for (int a = 0; a < D; ++a) x[a] = vload<V>(&c.x[a][i]);
+    for (int k = 0; k < K; ++k) {
+      V r = vload<V>(&c.rw[k][i]);
+      V centred[D];
+      for (int a = 0; a < D; ++a) centred[a] = x[a] - out.means[k][a];
+      for (int a = 0; a < D; ++a) {
+        V rc = r * centred[a];
+        if (full) {
+          for (int b = a; b < D; ++b) s2[k][a][b] = s2[k][a][b] + rc * centred[b];
+        } else {
+          s2[k][a][a] = s2[k][a][a] + rc * centred[a];
+        }
+      }
+    }
+  }
+  bool any_empty = false;
+  bool empty[K];
+  for (int k = 0; k < K; ++k) {
+    T second[D][D] = {};
+    for (int a = 0; a < D; ++a)
+      for (int b = a; b < D; ++b) {
+        T v = hsum<T>(s2[k][a][b]) / nk[k];
+        second[a][b] = v;
+        second[b][a] = v;
+      }
+    store_cov<T, D>(second, covariance, reg, out.covs[k]);
+    empty[k] = nk_raw[k] <= eps * c.total;  // mstep.empty
+    any_empty = any_empty || empty[k];
+  }
+
+  // mstep.reseed: an emptied component restarts at the worst-explained point (mstep.first_max's rule).
+  if (any_empty) {
+    int worst = -1;
+    T top = -std::numeric_limits<T>::infinity();
+    for (int i = 0; i < c.n; ++i) {
+      T v = c.w[i] > 0 ? c.badness[i] : -std::numeric_limits<T>::infinity();
+      if (v != v) {
+        worst = i;
+        break;
+      }
+      if (worst < 0 || v > top) {
+        top = v;
+        worst = i;
+      }
+    }
+    if (worst < 0) worst = 0;
+    for (int k = 0; k < K; ++k) {
+      if (!empty[k]) continue;
+      for (int a = 0; a < D; ++a) out.means[k][a] = c.x[a][worst] + fb_offsets[k][a];
+      for (int a = 0; a < D; ++a)
+        for (int b = 0; b < D; ++b) out.covs[k][a][b] = fb_covs[k][a][b];
+      nk[k] = c.total / K;
+    }
+  }
+  T nk_sum = 0;
+  for (int k = 0; k < K; ++k) nk_sum += nk[k];
+  for (int k = 0; k < K; ++k) out.weights[k] = nk[k] / nk_sum;
+}
 
 // One EM iteration (step.em_step): returns the mean log-likelihood at `theta` and writes the next theta.
 template <typename T, int D, int K>
@@ -305,7 +391,7 @@ T em_step(Chain<T, D, K>& c, const Mixture<T, D, K>& theta, const T fb_covs[K][D
       V w = vload<V>(&c.w[i + u * L]);
       V w_over_total = w / total[u];
       s_ll = s_ll + w * per_point[u];
-      vstore(&c.per_point[i + u * L], per_point[u]);
+      vstore(&c.badness[i + u * L], -per_point[u]);
       for (int k = 0; k < K; ++k) {
         V r = e[u][k] * w_over_total;
         vstore(&c.rw[k][i + u * L], r);
@@ -314,99 +400,161 @@ T em_step(Chain<T, D, K>& c, const Mixture<T, D, K>& theta, const T fb_covs[K][D
       }
     }
   }
-  T nk_raw[K], nk[K];
-  Mixture<T, D, K>& out = *next;
+  T first[K], moments[K][D];
   for (int k = 0; k < K; ++k) {
-    nk_raw[k] = hsum<T>(s0[k]);
-    nk[k] = nk_raw[k] + 10 * eps;
-    for (int a = 0; a < D; ++a) out.means[k][a] = theta.means[k][a] + hsum<T>(s1[k][a]) / nk[k];
+    first[k] = hsum<T>(s0[k]);
+    for (int a = 0; a < D; ++a) moments[k][a] = hsum<T>(s1[k][a]);
   }
-
-  // Pass 2: second moments about the new means (full: the upper entries; otherwise the diagonal).
-  V s2[K][D][D];
-  for (int k = 0; k < K; ++k)
-    for (int a = 0; a < D; ++a)
-      for (int b = 0; b < D; ++b) s2[k][a][b] = splat<T>(0);
-  const bool full = covariance == kFull;
-  for (int i = 0; i < c.padded; i += L) {
-    V x[D];
-    for (int a = 0; a < D; ++a) x[a] = vload<V>(&c.x[a][i]);
-    for (int k = 0; k < K; ++k) {
-      V r = vload<V>(&c.rw[k][i]);
-      V centred[D];
-      for (int a = 0; a < D; ++a) centred[a] = x[a] - out.means[k][a];
-      for (int a = 0; a < D; ++a) {
-        V rc = r * centred[a];
-        if (full) {
-          for (int b = a; b < D; ++b) s2[k][a][b] = s2[k][a][b] + rc * centred[b];
-        } else {
-          s2[k][a][a] = s2[k][a][a] + rc * centred[a];
-        }
-      }
-    }
-  }
-  bool any_empty = false;
-  bool empty[K];
-  for (int k = 0; k < K; ++k) {
-    T second[D][D] = {};
-    for (int a = 0; a < D; ++a)
-      for (int b = a; b < D; ++b) {
-        T v = hsum<T>(s2[k][a][b]) / nk[k];
-        second[a][b] = v;
-        second[b][a] = v;
-      }
-    store_cov<T, D>(second, covariance, reg, out.covs[k]);
-    empty[k] = nk_raw[k] <= eps * c.total;  // mstep.empty
-    any_empty = any_empty || empty[k];
-  }
-
-  // mstep.reseed: an emptied component restarts at the worst-explained point (mstep.first_max's rule).
-  if (any_empty) {
-    int worst = -1;
-    T top = -std::numeric_limits<T>::infinity();
-    for (int i = 0; i < c.n; ++i) {
-      T v = c.w[i] > 0 ? -c.per_point[i] : -std::numeric_limits<T>::infinity();
-      if (v != v) {
-        worst = i;
-        break;
-      }
-      if (worst < 0 || v > top) {
-        top = v;
-        worst = i;
-      }
-    }
-    if (worst < 0) worst = 0;
-    for (int k = 0; k < K; ++k) {
-      if (!empty[k]) continue;
-      for (int a = 0; a < D; ++a) out.means[k][a] = c.x[a][worst] + fb_offsets[k][a];
-      for (int a = 0; a < D; ++a)
-        for (int b = 0; b < D; ++b) out.covs[k][a][b] = fb_covs[k][a][b];
-      nk[k] = c.total / K;
-    }
-  }
-  T nk_sum = 0;
-  for (int k = 0; k < K; ++k) nk_sum += nk[k];
-  for (int k = 0; k < K; ++k) out.weights[k] = nk[k] / nk_sum;
+  m_step<T, D, K>(c, theta.means, first, moments, fb_covs, fb_offsets, covariance, reg, next);
   return hsum<T>(s_ll) / c.total;
 }
 
-// The loop (loop.advance until loop.running is false) for lanes [begin, end).
+// sampling.pick_by_weight with uniform u: the first index with a positive increment whose running sum
+// exceeds u * total, else the last positive increment's (running sums in double; XLA's are float in blocks).
+template <typename T>
+int pick_by_weight(const T* increments, int n, T u) {
+  double total = 0;
+  for (int i = 0; i < n; ++i) total += increments[i];
+  const double target = static_cast<double>(u * static_cast<T>(total));
+  double running = 0;
+  int last = 0;
+  for (int i = 0; i < n; ++i) {
+    running += increments[i];
+    if (increments[i] > 0) {
+      if (running > target) return i;
+      last = i;
+    }
+  }
+  return last;
+}
+
+// kmeans.kmeans_plus_plus with the uniforms u[k] that its K picks draw.
 template <typename T, int D, int K>
-void em_lanes(int64_t begin, int64_t end, int n, const T* weights, const T* means, const T* covs, const T* xt,
-              const T* w, const T* fb_covs, const T* fb_offsets, const T* tol, const T* reg, int64_t max_iter,
-              int64_t covariance, T* weights_out, T* means_out, T* covs_out, int32_t* n_iter_out,
-              int32_t* converged_out) {
+void kmeans_plus_plus(Chain<T, D, K>& c, const T u[K], T centres[K][D]) {
+  std::vector<T>& d2 = c.badness;  // scratch: the M-step overwrites it
+  std::vector<T>& increments = c.rw[0];
+  int chosen = pick_by_weight(c.w.data(), c.n, u[0]);
+  for (int a = 0; a < D; ++a) centres[0][a] = c.x[a][chosen];
+  for (int i = 0; i < c.n; ++i) {
+    T s = 0;
+    for (int a = 0; a < D; ++a) s += (c.x[a][i] - centres[0][a]) * (c.x[a][i] - centres[0][a]);
+    d2[i] = s;
+  }
+  for (int k = 1; k < K; ++k) {
+    T sum = 0;
+    for (int i = 0; i < c.n; ++i) {
+      increments[i] = c.w[i] * d2[i];
+      sum += increments[i];
+    }
+    // all remaining distances zero (collapsed data): pick by weight alone
+    chosen = pick_by_weight(sum > 0 ? increments.data() : c.w.data(), c.n, u[k]);
+    for (int a = 0; a < D; ++a) centres[k][a] = c.x[a][chosen];
+    for (int i = 0; i < c.n; ++i) {
+      T s = 0;
+      for (int a = 0; a < D; ++a) s += (c.x[a][i] - centres[k][a]) * (c.x[a][i] - centres[k][a]);
+      d2[i] = s < d2[i] ? s : d2[i];
+    }
+  }
+}
+
+// kmeans.nearest for a vector of points: (squared distance to the nearest centre, its index; ties: lowest k).
+template <typename T, int D, int K>
+inline void nearest(const typename Simd<T>::V x[D], const T centres[K][D], typename Simd<T>::V* best,
+                    typename Simd<T>::V* label) {
+  typedef typename Simd<T>::V V;
+  for (int k = 0; k < K; ++k) {
+    V d2 = (x[0] - centres[k][0]) * (x[0] - centres[k][0]);
+    for (int a = 1; a < D; ++a) d2 = d2 + (x[a] - centres[k][a]) * (x[a] - centres[k][a]);
+    if (k == 0) {
+      *best = d2;
+      *label = splat<T>(0);
+    } else {
+      auto closer = d2 < *best;
+      *best = closer ? d2 : *best;
+      *label = closer ? splat<T>(T(k)) : *label;
+    }
+  }
+}
+
+// kmeans.lloyd (an empty cluster keeps its centre), then init.init_kmeans's M-step from the hard labels.
+template <typename T, int D, int K>
+void kmeans_start(Chain<T, D, K>& c, const T u[K], int64_t kmeans_iter, const T fb_covs[K][D][D],
+                  const T fb_offsets[K][D], int64_t covariance, T reg, Mixture<T, D, K>* start) {
+  typedef typename Simd<T>::V V;
+  constexpr int L = kLanes<T>;
+  T centres[K][D];
+  kmeans_plus_plus<T, D, K>(c, u, centres);
+  for (int64_t step = 0; step < kmeans_iter; ++step) {
+    V counts[K], totals[K][D];
+    for (int k = 0; k < K; ++k) {
+      counts[k] = splat<T>(0);
+      for (int a = 0; a < D; ++a) totals[k][a] = splat<T>(0);
+    }
+    for (int i = 0; i < c.padded; i += L) {
+      V x[D], best, label;
+      for (int a = 0; a < D; ++a) x[a] = vload<V>(&c.x[a][i]);
+      V w = vload<V>(&c.w[i]);
+      nearest<T, D, K>(x, centres, &best, &label);
+      for (int k = 0; k < K; ++k) {
+        V member = label == T(k) ? w : splat<T>(0);
+        counts[k] = counts[k] + member;
+        for (int a = 0; a < D; ++a) totals[k][a] = totals[k][a] + member * x[a];
+      }
+    }
+    for (int k = 0; k < K; ++k) {
+      T count = hsum<T>(counts[k]);
+      if (count > 0)
+        for (int a = 0; a < D; ++a) centres[k][a] = hsum<T>(totals[k][a]) / count;
+    }
+  }
+  V first[K], moments[K][D];
+  for (int k = 0; k < K; ++k) {
+    first[k] = splat<T>(0);
+    for (int a = 0; a < D; ++a) moments[k][a] = splat<T>(0);
+  }
+  for (int i = 0; i < c.padded; i += L) {
+    V x[D], best, label;
+    for (int a = 0; a < D; ++a) x[a] = vload<V>(&c.x[a][i]);
+    V w = vload<V>(&c.w[i]);
+    nearest<T, D, K>(x, centres, &best, &label);
+    vstore(&c.badness[i], best);  // the farthest point seeds an emptied component
+    for (int k = 0; k < K; ++k) {
+      V r = label == T(k) ? w : splat<T>(0);
+      vstore(&c.rw[k][i], r);
+      first[k] = first[k] + r;
+      for (int a = 0; a < D; ++a) moments[k][a] = moments[k][a] + r * (x[a] - centres[k][a]);
+    }
+  }
+  T first_sums[K], moment_sums[K][D];
+  for (int k = 0; k < K; ++k) {
+    first_sums[k] = hsum<T>(first[k]);
+    for (int a = 0; a < D; ++a) moment_sums[k][a] = hsum<T>(moments[k][a]);
+  }
+  m_step<T, D, K>(c, centres, first_sums, moment_sums, fb_covs, fb_offsets, covariance, reg, start);
+}
+
+// The loop (loop.advance until loop.running is false) for lanes [begin, end), from the given mixtures
+// or, where `uniforms` [B, K] is given, from init.init_kmeans's start drawn with them.
+template <typename T, int D, int K>
+void em_lanes(int64_t begin, int64_t end, int n, const T* weights, const T* means, const T* covs, const T* uniforms,
+              int64_t kmeans_iter, const T* xt, const T* w, const T* fb_covs, const T* fb_offsets, const T* tol,
+              const T* reg, int64_t max_iter, int64_t covariance, T* weights_out, T* means_out, T* covs_out,
+              int32_t* n_iter_out, int32_t* converged_out) {
   typedef Mixture<T, D, K> M;
   Chain<T, D, K> chain;
   for (int64_t b = begin; b < end; ++b) {
     chain.load(xt + b * D * n, w + b * n, n);
     M theta, next;
-    std::memcpy(theta.weights, weights + b * K, sizeof(theta.weights));
-    std::memcpy(theta.means, means + b * K * D, sizeof(theta.means));
-    std::memcpy(theta.covs, covs + b * K * D * D, sizeof(theta.covs));
     T fbc[K][D][D], fbo[K][D];
     std::memcpy(fbc, fb_covs + b * K * D * D, sizeof(fbc));
     std::memcpy(fbo, fb_offsets + b * K * D, sizeof(fbo));
+    if (uniforms != nullptr) {
+      kmeans_start<T, D, K>(chain, uniforms + b * K, kmeans_iter, fbc, fbo, covariance, reg[b], &theta);
+    } else {
+      std::memcpy(theta.weights, weights + b * K, sizeof(theta.weights));
+      std::memcpy(theta.means, means + b * K * D, sizeof(theta.means));
+      std::memcpy(theta.covs, covs + b * K * D * D, sizeof(theta.covs));
+    }
     T prev = -std::numeric_limits<T>::infinity();
     int64_t it = 0;
     bool done = false;
@@ -426,11 +574,13 @@ void em_lanes(int64_t begin, int64_t end, int n, const T* weights, const T* mean
 }
 
 template <ffi::DataType DT>
-ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buffer<DT> covs, ffi::Buffer<DT> xt,
+ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buffer<DT> covs, ffi::Buffer<DT> uniforms,
+                        ffi::Buffer<DT> xt,
                         ffi::Buffer<DT> w, ffi::Buffer<DT> fb_covs, ffi::Buffer<DT> fb_offsets, ffi::Buffer<DT> tol,
                         ffi::Buffer<DT> reg, ffi::ResultBuffer<DT> weights_out, ffi::ResultBuffer<DT> means_out,
                         ffi::ResultBuffer<DT> covs_out, ffi::ResultBuffer<ffi::S32> n_iter_out,
-                        ffi::ResultBuffer<ffi::S32> converged_out, int64_t max_iter, int64_t covariance) {
+                        ffi::ResultBuffer<ffi::S32> converged_out, int64_t max_iter, int64_t covariance,
+                        int64_t kmeans_iter) {
   typedef ffi::NativeType<DT> T;
   auto xd = xt.dimensions();
   auto md = means.dimensions();
@@ -440,6 +590,7 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
   if (md[md.size() - 1] != d || static_cast<int64_t>(xt.element_count()) != B * d * n ||
       static_cast<int64_t>(weights.element_count()) != B * K ||
       static_cast<int64_t>(covs.element_count()) != B * K * d * d ||
+      static_cast<int64_t>(uniforms.element_count()) != B * K ||
       static_cast<int64_t>(fb_covs.element_count()) != B * K * d * d ||
       static_cast<int64_t>(fb_offsets.element_count()) != B * K * d ||
       static_cast<int64_t>(tol.element_count()) != B || static_cast<int64_t>(reg.element_count()) != B)
@@ -449,7 +600,8 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
 #define JC_EM_CASE(DD, KK)                                                                                          \
   if (d == DD && K == KK) {                                                                                        \
     em_lanes<T, DD, KK>(0, B, static_cast<int>(n), weights.typed_data(), means.typed_data(), covs.typed_data(),   \
-                        xt.typed_data(), w.typed_data(), fb_covs.typed_data(), fb_offsets.typed_data(),           \
+                        kmeans_iter < 0 ? nullptr : uniforms.typed_data(), kmeans_iter, xt.typed_data(),          \
+                        w.typed_data(), fb_covs.typed_data(), fb_offsets.typed_data(),                            \
                         tol.typed_data(), reg.typed_data(), max_iter, covariance, weights_out->typed_data(),      \
                         means_out->typed_data(), covs_out->typed_data(), n_iter_out->typed_data(),                \
                         converged_out->typed_data());                                                             \
@@ -470,6 +622,7 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
       .Arg<ffi::Buffer<DT>>()   /* weights [..., K] */                                                       \
       .Arg<ffi::Buffer<DT>>()   /* means [..., K, d] */                                                      \
       .Arg<ffi::Buffer<DT>>()   /* covs [..., K, d, d] */                                                    \
+      .Arg<ffi::Buffer<DT>>()   /* uniforms [..., K]: k-means++'s draws (with kmeans_iter >= 0) */          \
       .Arg<ffi::Buffer<DT>>()   /* xt [..., d, n] */                                                         \
       .Arg<ffi::Buffer<DT>>()   /* w [..., n] */                                                             \
       .Arg<ffi::Buffer<DT>>()   /* fallback covs [..., K, d, d] */                                           \
@@ -482,7 +635,8 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
       .Ret<ffi::Buffer<ffi::S32>>() /* n_iter */                                                             \
       .Ret<ffi::Buffer<ffi::S32>>() /* converged */                                                          \
       .Attr<int64_t>("max_iter")                                                                             \
-      .Attr<int64_t>("covariance")
+      .Attr<int64_t>("covariance")                                                                           \
+      .Attr<int64_t>("kmeans_iter") /* < 0: EM from the given mixtures; else k-means++ and Lloyd steps first */
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxcollapseEmLoopF32, em_loop_impl<ffi::F32>, JC_EM_BINDING(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxcollapseEmLoopF64, em_loop_impl<ffi::F64>, JC_EM_BINDING(ffi::F64));
