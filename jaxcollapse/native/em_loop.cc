@@ -1,13 +1,14 @@
-// The GMM's EM loop for a batch of chains on a CPU, as an XLA FFI custom call (jaxcollapse/native/ffi.py).
+// The GMM's fit for a batch of chains on a CPU, as an XLA FFI custom call (jaxcollapse/native/em.py).
 //
 // Each chain iterates the recurrence of jaxcollapse/families/em (loop.advance over step.em_step, on the
 // per-coordinate path for d <= 3): E-step at theta; weighted moments about the current means; second
 // moments about the new means (a second pass, as scikit-learn); covariances stored as mstep.stored_covs;
 // empty components re-seeded from the fallback; stop when |change in mean log-likelihood| < tol or after
-// max_iter M-steps. A fresh fit starts as init.init_kmeans does (k-means++ with the uniforms its picks draw,
-// Lloyd steps, the hard labels' M-step) in the same call. Why C++: XLA steps a batch of EM lanes one operation at a time, ~15 passes over the
-// points per iteration, and lanes wait for their block's slowest chain; here each chain runs to its own
-// end in two passes, 8 points per instruction. The sums differ from XLA's in their rounding only.
+// max_iter M-steps. A fresh fit starts as init.init_kmeans does (k-means++ with the uniforms its picks
+// draw, Lloyd steps, the hard labels' M-step) in the same call.
+// Why C++: XLA steps a batch of EM lanes one operation at a time, ~15 passes over the points per
+// iteration, and lanes wait for their block's slowest chain; here each chain runs to its own end in two
+// passes per iteration, 8 points per instruction. The sums differ from XLA's in their rounding only.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
