@@ -93,6 +93,20 @@ def test_native_kmeans_start_and_loop_equal_xla_fit_in_float64(x64, monkeypatch,
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
 
 
+def test_chains_spread_over_threads_give_the_same_fits_bit_for_bit(monkeypatch):
+    """Each chain runs alone whichever thread claims it: 1 or 3 threads, the same numbers."""
+    monkeypatch.setattr(build, "MODE", "on")
+    x = jax.random.normal(jax.random.key(0), (37, 300, 2)) * jnp.linspace(0.5, 2.0, 37)[:, None, None]
+    keys = jax.random.split(jax.random.key(1), 37)
+    fits = []
+    for threads in (1, 3):
+        monkeypatch.setattr(native_em, "threads_per_device", lambda t=threads: t)
+        fam = GMM(2, 2, tol=1e-5, max_iter=300)
+        fits.append(jax.jit(jax.vmap(lambda k, x_: fam.fit(k, x_, jnp.ones(300), None)))(keys, x))
+    for a, b in zip(*(jax.tree_util.tree_leaves(f) for f in fits)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_switching_the_native_mode_compiles_an_eager_fit_anew(monkeypatch):
     x = jax.random.normal(jax.random.key(0), (77, 2))  # a shape no other test compiles
     before = GMM.fit.compiled._cache_size()

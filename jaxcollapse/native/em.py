@@ -1,6 +1,8 @@
 """The GMM's EM loop as one native call per batch of chains on a CPU (em_loop.cc), behind em/loop.em."""
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,13 @@ def usable(n_components: int, dim: int, dtype) -> bool:
     """Whether em/loop.em runs natively for this shape: CPU backend, d <= 3, K <= 4, float32/64, built."""
     return (jax.default_backend() == "cpu" and 1 <= dim <= MAX_DIM and 1 <= n_components <= MAX_COMPONENTS
             and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)) and build.wanted())
+
+
+def threads_per_device() -> int:
+    """Threads one device's call spreads its chains over: the cores shared among the CPU devices (one device
+    on 2 cores: both; --cpu-devices 2: one each, the devices running side by side)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, jax.local_device_count("cpu")))
 
 
 def em_loop(params, xt, w, fb, tol, reg_covar, *, max_iter: int, covariance: str, uniforms=None,
@@ -35,7 +44,7 @@ def em_loop(params, xt, w, fb, tol, reg_covar, *, max_iter: int, covariance: str
         *(a.astype(dtype) for a in params), uniforms.astype(dtype), xt, w, fb.covs, fb.offsets,
         jnp.broadcast_to(tol, batch).astype(dtype), jnp.broadcast_to(reg_covar, batch).astype(dtype),
         max_iter=np.int64(max_iter), covariance=np.int64(COVARIANCE_CODES[covariance]),
-        kmeans_iter=np.int64(kmeans_iter))
+        kmeans_iter=np.int64(kmeans_iter), threads=np.int64(threads_per_device()))
     return (weights, means, covs), n_iter, converged != 0
 
 

@@ -9,11 +9,15 @@
 // Why C++: XLA steps a batch of EM lanes one operation at a time, ~15 passes over the points per
 // iteration, and lanes wait for their block's slowest chain; here each chain runs to its own end in two
 // passes per iteration, 8 points per instruction. The sums differ from XLA's in their rounding only.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -534,16 +538,16 @@ void kmeans_start(Chain<T, D, K>& c, const T u[K], int64_t kmeans_iter, const T 
   m_step<T, D, K>(c, centres, first_sums, moment_sums, fb_covs, fb_offsets, covariance, reg, start);
 }
 
-// The loop (loop.advance until loop.running is false) for lanes [begin, end), from the given mixtures
-// or, where `uniforms` [B, K] is given, from init.init_kmeans's start drawn with them.
+// The loop (loop.advance until loop.running is false) for the lanes claimed from `next` (below B), from the
+// given mixtures or, where `uniforms` [B, K] is given, from init.init_kmeans's start drawn with them.
 template <typename T, int D, int K>
-void em_lanes(int64_t begin, int64_t end, int n, const T* weights, const T* means, const T* covs, const T* uniforms,
+void em_lanes(std::atomic<int64_t>* next, int64_t B, int n, const T* weights, const T* means, const T* covs, const T* uniforms,
               int64_t kmeans_iter, const T* xt, const T* w, const T* fb_covs, const T* fb_offsets, const T* tol,
               const T* reg, int64_t max_iter, int64_t covariance, T* weights_out, T* means_out, T* covs_out,
               int32_t* n_iter_out, int32_t* converged_out) {
   typedef Mixture<T, D, K> M;
   Chain<T, D, K> chain;
-  for (int64_t b = begin; b < end; ++b) {
+  for (int64_t b = next->fetch_add(1); b < B; b = next->fetch_add(1)) {
     chain.load(xt + b * D * n, w + b * n, n);
     M theta, next;
     T fbc[K][D][D], fbo[K][D];
@@ -574,14 +578,36 @@ void em_lanes(int64_t begin, int64_t end, int n, const T* weights, const T* mean
   }
 }
 
+// Runs work(&next) on this thread and on up to threads - 1 of XLA's intra-op pool; each call claims lanes
+// from `next` until none is left. A task that starts after every lane is claimed touches nothing but the
+// shared counters (kept alive by the shared pointer), so this thread waits only for tasks still running.
+template <typename F>
+void over_lanes(ffi::ThreadPool& pool, int64_t threads, int64_t B, F work) {
+  struct Shared {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> active{0};
+  };
+  auto shared = std::make_shared<Shared>();
+  const int64_t helpers = std::min<int64_t>(threads - 1, B - 1);
+  for (int64_t t = 0; t < helpers; ++t) {
+    pool.Schedule([shared, work, B]() {
+      shared->active.fetch_add(1);
+      if (shared->next.load() < B) work(&shared->next);
+      shared->active.fetch_sub(1);
+    });
+  }
+  work(&shared->next);
+  while (shared->active.load() > 0) std::this_thread::yield();
+}
+
 template <ffi::DataType DT>
-ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buffer<DT> covs, ffi::Buffer<DT> uniforms,
+ffi::Error em_loop_impl(ffi::ThreadPool pool, ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buffer<DT> covs, ffi::Buffer<DT> uniforms,
                         ffi::Buffer<DT> xt,
                         ffi::Buffer<DT> w, ffi::Buffer<DT> fb_covs, ffi::Buffer<DT> fb_offsets, ffi::Buffer<DT> tol,
                         ffi::Buffer<DT> reg, ffi::ResultBuffer<DT> weights_out, ffi::ResultBuffer<DT> means_out,
                         ffi::ResultBuffer<DT> covs_out, ffi::ResultBuffer<ffi::S32> n_iter_out,
                         ffi::ResultBuffer<ffi::S32> converged_out, int64_t max_iter, int64_t covariance,
-                        int64_t kmeans_iter) {
+                        int64_t kmeans_iter, int64_t threads) {
   typedef ffi::NativeType<DT> T;
   auto xd = xt.dimensions();
   auto md = means.dimensions();
@@ -598,14 +624,21 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
     return ffi::Error::InvalidArgument("em_loop: inconsistent shapes");
   if (covariance < kFull || covariance > kSpherical)
     return ffi::Error::InvalidArgument("em_loop: covariance code must be 0 (full), 1 (diag) or 2 (spherical)");
+  if (threads < 1) return ffi::Error::InvalidArgument("em_loop: threads must be >= 1");
+  const T *weights_in = weights.typed_data(), *means_in = means.typed_data(), *covs_in = covs.typed_data();
+  const T* u = kmeans_iter < 0 ? nullptr : uniforms.typed_data();
+  const T *x_in = xt.typed_data(), *w_in = w.typed_data(), *fbc = fb_covs.typed_data();
+  const T *fbo = fb_offsets.typed_data(), *tol_in = tol.typed_data(), *reg_in = reg.typed_data();
+  T *weights_o = weights_out->typed_data(), *means_o = means_out->typed_data(), *covs_o = covs_out->typed_data();
+  int32_t *n_iter_o = n_iter_out->typed_data(), *converged_o = converged_out->typed_data();
+  const int n_points = static_cast<int>(n);
 #define JC_EM_CASE(DD, KK)                                                                                          \
   if (d == DD && K == KK) {                                                                                        \
-    em_lanes<T, DD, KK>(0, B, static_cast<int>(n), weights.typed_data(), means.typed_data(), covs.typed_data(),   \
-                        kmeans_iter < 0 ? nullptr : uniforms.typed_data(), kmeans_iter, xt.typed_data(),          \
-                        w.typed_data(), fb_covs.typed_data(), fb_offsets.typed_data(),                            \
-                        tol.typed_data(), reg.typed_data(), max_iter, covariance, weights_out->typed_data(),      \
-                        means_out->typed_data(), covs_out->typed_data(), n_iter_out->typed_data(),                \
-                        converged_out->typed_data());                                                             \
+    over_lanes(pool, threads, B, [=](std::atomic<int64_t>* next) {                                                \
+      em_lanes<T, DD, KK>(next, B, n_points, weights_in, means_in, covs_in, u, kmeans_iter, x_in, w_in, fbc, fbo, \
+                          tol_in, reg_in, max_iter, covariance, weights_o, means_o, covs_o, n_iter_o,            \
+                          converged_o);                                                                           \
+    });                                                                                                            \
     return ffi::Error::Success();                                                                                  \
   }
   JC_EM_CASE(1, 1) JC_EM_CASE(1, 2) JC_EM_CASE(1, 3) JC_EM_CASE(1, 4)
@@ -620,6 +653,7 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
 
 #define JC_EM_BINDING(DT)                                                                                     \
   ffi::Ffi::Bind()                                                                                           \
+      .Ctx<ffi::ThreadPool>()                                                                                \
       .Arg<ffi::Buffer<DT>>()   /* weights [..., K] */                                                       \
       .Arg<ffi::Buffer<DT>>()   /* means [..., K, d] */                                                      \
       .Arg<ffi::Buffer<DT>>()   /* covs [..., K, d, d] */                                                    \
@@ -637,7 +671,8 @@ ffi::Error em_loop_impl(ffi::Buffer<DT> weights, ffi::Buffer<DT> means, ffi::Buf
       .Ret<ffi::Buffer<ffi::S32>>() /* converged */                                                          \
       .Attr<int64_t>("max_iter")                                                                             \
       .Attr<int64_t>("covariance")                                                                           \
-      .Attr<int64_t>("kmeans_iter") /* < 0: EM from the given mixtures; else k-means++ and Lloyd steps first */
+      .Attr<int64_t>("kmeans_iter") /* < 0: EM from the given mixtures; else k-means++ and Lloyd steps first */ \
+      .Attr<int64_t>("threads")     /* this thread and threads - 1 of XLA's intra-op pool */
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxcollapseEmLoopF32, em_loop_impl<ffi::F32>, JC_EM_BINDING(ffi::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxcollapseEmLoopF64, em_loop_impl<ffi::F64>, JC_EM_BINDING(ffi::F64));
