@@ -1,13 +1,13 @@
 """Tests run on CPU with JAX's defaults (float32); a test that needs float64 says so."""
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # the command line turns JAX's persistent compilation cache on in ~/.cache; tests never write there
 # (a test that checks the cache gives its subprocess a temporary XDG_CACHE_HOME)
 os.environ["JAXCOLLAPSE_NO_CACHE"] = "1"
 # likewise the native EM's build (jaxcollapse/native/build.py): one shared temporary folder, built once
-os.environ.setdefault("JAXCOLLAPSE_NATIVE_DIR", os.path.join(__import__("tempfile").gettempdir(),
-                                                             "jaxcollapse-native-tests"))
+os.environ.setdefault("JAXCOLLAPSE_NATIVE_DIR", os.path.join(tempfile.gettempdir(), "jaxcollapse-native-tests"))
 # The suite is compile-bound: XLA's LLVM back end at its lowest level (XLA's graph passes, fusion
 # included, still run) compiles about a third faster. Subprocesses inherit it, so both sides of every
 # bit-for-bit comparison compile alike. JAX_DISABLE_MOST_OPTIMIZATIONS=0 tests the fully optimised

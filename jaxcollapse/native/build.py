@@ -116,8 +116,8 @@ def wanted() -> bool:
 def describe() -> str:
     check_mode()
     if MODE == "off":
-        return f"off ({MODE_VARIABLE}): the GMM's EM runs as XLA operations"
+        return f"off ({MODE_VARIABLE}): the GMM's fit runs as XLA operations"
     lib, why = library()
     if lib is None:
         return f"{MODE} ({MODE_VARIABLE}), not in use: {why}"
-    return f"{MODE} ({MODE_VARIABLE}): the GMM's EM on CPUs as a C++ loop per chain, {why}"
+    return f"{MODE} ({MODE_VARIABLE}): the GMM's fit on CPUs (k-means++ start and EM) as C++ per chain, {why}"

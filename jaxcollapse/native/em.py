@@ -1,4 +1,5 @@
-"""The GMM's EM loop as one native call per batch of chains on a CPU (em_loop.cc), behind em/loop.em."""
+"""The GMM's fit as one native call per batch of chains on a CPU (em_loop.cc): the EM loop behind em/loop.em,
+and a fresh k-means++ fit behind GMM.fit."""
 from __future__ import annotations
 
 import os

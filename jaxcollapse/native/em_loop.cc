@@ -341,7 +341,6 @@ T em_step(Chain<T, D, K>& c, const Mixture<T, D, K>& theta, const T fb_covs[K][D
           int64_t covariance, T reg, Mixture<T, D, K>* next) {
   typedef typename Simd<T>::V V;
   constexpr int L = kLanes<T>;
-  const T eps = std::numeric_limits<T>::epsilon();
   T inv[K][D][D], constant[K];
   for (int k = 0; k < K; ++k) factor<T, D>(theta.covs[k], theta.weights[k], inv[k], &constant[k]);
 
@@ -481,61 +480,53 @@ inline void nearest(const typename Simd<T>::V x[D], const T centres[K][D], typen
   }
 }
 
-// kmeans.lloyd (an empty cluster keeps its centre), then init.init_kmeans's M-step from the hard labels.
+// Sums over the points nearest each centre (ties: lowest k): their weights, and their weights times
+// (x - shift). With `store`, the hard responsibilities go to c.rw and the distances to c.badness (the
+// farthest point seeds an emptied component).
 template <typename T, int D, int K>
-void kmeans_start(Chain<T, D, K>& c, const T u[K], int64_t kmeans_iter, const T fb_covs[K][D][D],
-                  const T fb_offsets[K][D], int64_t covariance, T reg, Mixture<T, D, K>* start) {
+void cluster_sums(Chain<T, D, K>& c, const T centres[K][D], const T shift[K][D], bool store, T counts[K],
+                  T sums[K][D]) {
   typedef typename Simd<T>::V V;
   constexpr int L = kLanes<T>;
-  T centres[K][D];
-  kmeans_plus_plus<T, D, K>(c, u, centres);
-  for (int64_t step = 0; step < kmeans_iter; ++step) {
-    V counts[K], totals[K][D];
-    for (int k = 0; k < K; ++k) {
-      counts[k] = splat<T>(0);
-      for (int a = 0; a < D; ++a) totals[k][a] = splat<T>(0);
-    }
-    for (int i = 0; i < c.padded; i += L) {
-      V x[D], best, label;
-      for (int a = 0; a < D; ++a) x[a] = vload<V>(&c.x[a][i]);
-      V w = vload<V>(&c.w[i]);
-      nearest<T, D, K>(x, centres, &best, &label);
-      for (int k = 0; k < K; ++k) {
-        V member = label == T(k) ? w : splat<T>(0);
-        counts[k] = counts[k] + member;
-        for (int a = 0; a < D; ++a) totals[k][a] = totals[k][a] + member * x[a];
-      }
-    }
-    for (int k = 0; k < K; ++k) {
-      T count = hsum<T>(counts[k]);
-      if (count > 0)
-        for (int a = 0; a < D; ++a) centres[k][a] = hsum<T>(totals[k][a]) / count;
-    }
-  }
-  V first[K], moments[K][D];
+  V count[K], total[K][D];
   for (int k = 0; k < K; ++k) {
-    first[k] = splat<T>(0);
-    for (int a = 0; a < D; ++a) moments[k][a] = splat<T>(0);
+    count[k] = splat<T>(0);
+    for (int a = 0; a < D; ++a) total[k][a] = splat<T>(0);
   }
   for (int i = 0; i < c.padded; i += L) {
     V x[D], best, label;
     for (int a = 0; a < D; ++a) x[a] = vload<V>(&c.x[a][i]);
     V w = vload<V>(&c.w[i]);
     nearest<T, D, K>(x, centres, &best, &label);
-    vstore(&c.badness[i], best);  // the farthest point seeds an emptied component
+    if (store) vstore(&c.badness[i], best);
     for (int k = 0; k < K; ++k) {
-      V r = label == T(k) ? w : splat<T>(0);
-      vstore(&c.rw[k][i], r);
-      first[k] = first[k] + r;
-      for (int a = 0; a < D; ++a) moments[k][a] = moments[k][a] + r * (x[a] - centres[k][a]);
+      V member = label == T(k) ? w : splat<T>(0);
+      if (store) vstore(&c.rw[k][i], member);
+      count[k] = count[k] + member;
+      for (int a = 0; a < D; ++a) total[k][a] = total[k][a] + member * (x[a] - shift[k][a]);
     }
   }
-  T first_sums[K], moment_sums[K][D];
   for (int k = 0; k < K; ++k) {
-    first_sums[k] = hsum<T>(first[k]);
-    for (int a = 0; a < D; ++a) moment_sums[k][a] = hsum<T>(moments[k][a]);
+    counts[k] = hsum<T>(count[k]);
+    for (int a = 0; a < D; ++a) sums[k][a] = hsum<T>(total[k][a]);
   }
-  m_step<T, D, K>(c, centres, first_sums, moment_sums, fb_covs, fb_offsets, covariance, reg, start);
+}
+
+// kmeans.lloyd (an empty cluster keeps its centre), then init.init_kmeans's M-step from the hard labels.
+template <typename T, int D, int K>
+void kmeans_start(Chain<T, D, K>& c, const T u[K], int64_t kmeans_iter, const T fb_covs[K][D][D],
+                  const T fb_offsets[K][D], int64_t covariance, T reg, Mixture<T, D, K>* start) {
+  const T origin[K][D] = {};  // Lloyd sums the points themselves (x - 0 is x exactly)
+  T centres[K][D], counts[K], sums[K][D];
+  kmeans_plus_plus<T, D, K>(c, u, centres);
+  for (int64_t step = 0; step < kmeans_iter; ++step) {
+    cluster_sums<T, D, K>(c, centres, origin, false, counts, sums);
+    for (int k = 0; k < K; ++k)
+      if (counts[k] > 0)
+        for (int a = 0; a < D; ++a) centres[k][a] = sums[k][a] / counts[k];
+  }
+  cluster_sums<T, D, K>(c, centres, centres, true, counts, sums);
+  m_step<T, D, K>(c, centres, counts, sums, fb_covs, fb_offsets, covariance, reg, start);
 }
 
 // The loop (loop.advance until loop.running is false) for the lanes claimed from `next` (below B), from the
