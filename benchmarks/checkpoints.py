@@ -23,7 +23,8 @@ from pathlib import Path
 
 
 def _run(out: Path, chains: int, generations: int, chunk: int) -> float:
-    from jaxcollapse import config, study
+    from jaxcollapse import study
+    from jaxcollapse.study import config
 
     settings = [f"run.n_chains={chains}", f"run.n_generations={generations}", "run.snapshot_at=[0,10,100,1000]"]
     began = time.perf_counter()

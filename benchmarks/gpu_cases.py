@@ -704,7 +704,7 @@ def study_chains(case, cfg, budget, smoke):
     """A built-in study's first run at cfg['chains'] chains and cfg['n_generations'] generations (the study's
     family, source, regime and metrics, as `jaxcollapse run` builds them): one rate row per chain count."""
 
-    from jaxcollapse import config as config_lib
+    from jaxcollapse.study import config as config_lib
     from jaxcollapse.study.build import build
 
     last = None

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
-from jaxcollapse import plots_language
+from jaxcollapse.plots import language as plots_language
 from jaxcollapse.study import run_study
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 import jaxcollapse as jc
-from jaxcollapse import config as config_lib
+from jaxcollapse.study import config as config_lib
 
 
 def table(results, generations=None) -> list[str]:

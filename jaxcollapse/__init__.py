@@ -24,22 +24,22 @@ from jaxcollapse.families import (
     TransformerParams,
     VAEParams,
 )
-from jaxcollapse.io import load
 from jaxcollapse.stages import (
     accumulate,
-                                accumulate_subsample,
-                                adaptive_real,
-                                correct,
-                                curate,
-                                filter_top,
-                                fresh_real,
-                                keep_real,
-                                pipeline,
-                                replace,
-                                scores,
-                                stage,
-                                verify,
+    accumulate_subsample,
+    adaptive_real,
+    correct,
+    curate,
+    filter_top,
+    fresh_real,
+    keep_real,
+    pipeline,
+    replace,
+    scores,
+    stage,
+    verify,
 )
+from jaxcollapse.store import load
 from jaxcollapse.types import Context, FitInfo, Source, TrainingSet
 
 __version__ = "0.1.0"

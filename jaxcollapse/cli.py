@@ -130,7 +130,8 @@ def cmd_run(args) -> int:
         from jaxcollapse import sharding
 
         sharding.initialize_distributed()
-    from jaxcollapse import compile_cache, config, study
+    from jaxcollapse import compile_cache, study
+    from jaxcollapse.study import config
 
     compile_cache.enable(disabled=args.no_cache)
     path = config.find_study(args.study)
@@ -165,7 +166,7 @@ def _files_written(root, written) -> str:
 
 
 def cmd_list(args) -> int:
-    from jaxcollapse import config
+    from jaxcollapse.study import config
 
     root = config.builtin_dir()
     studies = sorted(root.glob("*.toml"))
@@ -185,7 +186,8 @@ def cmd_list(args) -> int:
 
 def cmd_info(args) -> int:
     _use_cpu_devices(args)
-    from jaxcollapse import compile_cache, config, study
+    from jaxcollapse import compile_cache, study
+    from jaxcollapse.study import config
 
     env = study.environment()
     for key in ("jaxcollapse", "jax", "jaxlib", "numpy", "python", "platform", "backend", "x64"):
@@ -238,7 +240,7 @@ def _existing(path) -> Path:
 
 def cmd_plot(args) -> int:
     from jaxcollapse import plots
-    from jaxcollapse.results_folder import ResultsFolder
+    from jaxcollapse.store.folder import ResultsFolder
 
     path = _existing(args.results)
     written = plots.plot(path)
@@ -251,7 +253,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from jaxcollapse import io, study
+    from jaxcollapse import study
+    from jaxcollapse.store import runs as io
 
     loaded = io.load(_existing(args.results))
     runs = loaded.items() if isinstance(loaded, io.Sweep) else [(loaded.name, loaded)]
@@ -262,7 +265,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxcollapse import io
+    from jaxcollapse.store import runs as io
 
     written = io.load(_existing(args.results)).export(args.to, args.format)
     print(written)
@@ -279,7 +282,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from jaxcollapse.config import ConfigError
+    from jaxcollapse.study.config import ConfigError
 
     try:
         return COMMANDS[args.command](args)

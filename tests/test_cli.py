@@ -10,7 +10,8 @@ import pytest
 from _studies import DICE, finished, write
 
 import jaxcollapse
-from jaxcollapse import cli, io
+from jaxcollapse import cli
+from jaxcollapse.store import runs as io
 
 ARRAY_FILES = ("metrics.npz", "params.npz", "fit_info.npz", "snapshots.npz")
 

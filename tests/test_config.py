@@ -2,8 +2,9 @@
 import pytest
 from _studies import DICE, REGIME_SWEEP, write
 
-from jaxcollapse import config, study
-from jaxcollapse.config import ConfigError
+from jaxcollapse import study
+from jaxcollapse.study import config
+from jaxcollapse.study.config import ConfigError
 
 
 def _raw(text, tmp_path, overrides=()):

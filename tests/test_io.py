@@ -7,7 +7,8 @@ import pytest
 from _studies import DICE, GAUSSIAN_SWEEP, finished
 
 import jaxcollapse
-from jaxcollapse import checkpoints, io
+from jaxcollapse.store import checkpoints
+from jaxcollapse.store import runs as io
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""KDE against the variance recursion of theory_kde (ORACLES.md section 9), scikit-learn's KernelDensity,
+"""KDE against the variance recursion of theory/kde.py (ORACLES.md section 9), scikit-learn's KernelDensity,
 the two-moons law, and its bad input. Tolerances: Monte-Carlo standard errors of >= 10,000 chains."""
 import jax
 import jax.numpy as jnp

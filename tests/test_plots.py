@@ -1,4 +1,7 @@
 """Figures render headless (Agg), with theory overlays where a closed form applies."""
+import subprocess
+import sys
+
 import matplotlib
 import numpy as np
 from _studies import DICE, GAUSSIAN_SWEEP, finished
@@ -6,6 +9,7 @@ from PIL import Image
 
 import jaxcollapse as jc
 from jaxcollapse import plots
+from jaxcollapse.plots import core as plots_core
 
 
 def _is_png(path):
@@ -13,8 +17,11 @@ def _is_png(path):
         return image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
 
 
-def test_backend_is_agg():
-    assert matplotlib.get_backend().lower() == "agg"
+def test_importing_plots_keeps_the_users_backend():
+    code = ("import matplotlib; matplotlib.use('svg'); import jaxcollapse.plots, jaxcollapse.cli; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().lower() == "svg"
 
 
 def test_run_figures(tmp_path_factory):
@@ -39,19 +46,19 @@ def test_theory_overlay_matches_the_formula():
     config = {"family": {"name": "gaussian", "dim": 1, "ddof": 1}, "regime": {"kind": "replace"},
               "source": {"std": 2.0}, "run": {"n_samples": 10}}
     g = np.arange(5)
-    (curve, label), = plots.theory_curves(config, "std", g)
+    (curve, label), = plots_core.theory_curves(config, "std", g)
     np.testing.assert_allclose(curve, theory.gaussian_expected_std(g, 10, 2.0, 1))
-    assert plots.theory_curves({**config, "regime": {"kind": "accumulate"}}, "std", g) == []
+    assert plots_core.theory_curves({**config, "regime": {"kind": "accumulate"}}, "std", g) == []
     dice = {**config, "family": {"name": "categorical", "n_states": 3}, "source": {"probs": [0.2, 0.3, 0.5]}}
-    assert plots.theory_curves(dice, "entropy", g) == []
-    (curve, _), = plots.theory_curves(dice, "support_size", g)
+    assert plots_core.theory_curves(dice, "entropy", g) == []
+    (curve, _), = plots_core.theory_curves(dice, "support_size", g)
     np.testing.assert_allclose(curve, theory.categorical_expected_support(g, 10, [0.2, 0.3, 0.5]))
 
 
 def test_log_axes_when_values_span_decades():
-    assert plots._log_apt(np.array([1.0, 1e-4]))
-    assert not plots._log_apt(np.array([1.0, 0.5]))
-    assert not plots._log_apt(np.array([0.0, 1.0]))
+    assert plots_core._log_apt(np.array([1.0, 1e-4]))
+    assert not plots_core._log_apt(np.array([1.0, 0.5]))
+    assert not plots_core._log_apt(np.array([0.0, 1.0]))
 
 
 def test_2d_snapshots_draw_the_fitted_density():
@@ -64,7 +71,7 @@ def test_2d_snapshots_draw_the_fitted_density():
     for family, params in ((jc.GMM(2, dim=2), gmm), (jc.Gaussian(dim=2), gaussian)):
         mixture = family.fitted_density_2d(params, 0, 1)
         fig, ax = plt.subplots()
-        plots.points_and_density(ax, x, mixture)
+        plots_core.points_and_density(ax, x, mixture)
         contours = [c for c in ax.get_children() if isinstance(c, matplotlib.contour.ContourSet)]
         assert len(contours) == 1
         lo, hi = ax.get_xlim()

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 import jaxcollapse as jc
-from jaxcollapse import config, plots_quality
-from jaxcollapse.config import ConfigError
+from jaxcollapse.plots import quality as plots_quality
+from jaxcollapse.study import config
 from jaxcollapse.study.build import _regime, build, regime_grid
+from jaxcollapse.study.config import ConfigError
 
 PHASE = {
     "family": {"name": "gaussian", "dim": 1},

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxcollapse import io, plots_quality
+from jaxcollapse.plots import quality as plots_quality
+from jaxcollapse.store import runs as io
 from jaxcollapse.study.build import regime_grid
 from jaxcollapse.study.run import run_study
 

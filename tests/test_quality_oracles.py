@@ -1,4 +1,4 @@
-"""Quality stages against their closed forms (jaxcollapse.theory_quality, shared/ORACLES.md section 7).
+"""Quality stages against their closed forms (jaxcollapse.theory.quality, shared/ORACLES.md section 7).
 
 One-step oracles are conditional on the model that generated the batch: for chain c,
 D_c = (what generation g fitted) - oracle(model of generation g - 1) has mean 0 exactly, so its

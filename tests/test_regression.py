@@ -1,4 +1,4 @@
-"""LinearRegression against the closed forms of theory_regression (ORACLES.md sections 4 and 9),
+"""LinearRegression against the closed forms of theory/regression.py (ORACLES.md sections 4 and 9),
 scikit-learn's Ridge, and its bad input. Tolerances: Monte-Carlo standard errors of >= 10,000 chains."""
 import jax
 import numpy as np

@@ -10,7 +10,7 @@ from _studies import DICE, GAUSSIAN_SWEEP, write
 
 import jaxcollapse
 from jaxcollapse import cli
-from jaxcollapse.results_folder import LOCK, MARKER, FolderError, ResultsFolder
+from jaxcollapse.store.folder import LOCK, MARKER, FolderError, ResultsFolder
 
 TINY = ["--no-plots", "--no-progress"]
 
@@ -110,7 +110,7 @@ def test_resume_into_another_study_is_refused(tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert "cannot resume" in line and "holds study 'tiny_dice', not study 'tiny_sweep' (2 runs)" in line
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert isinstance(jaxcollapse.load(out), jaxcollapse.io.Results)
+    assert isinstance(jaxcollapse.load(out), jaxcollapse.store.Results)
 
 
 def _dead_pid():

@@ -192,7 +192,8 @@ def test_bad_devices_are_refused(devices, match):
 # ---------------------------------------------------------------- the CLI across two processes (slow: ~1 min)
 @pytest.mark.slow
 def test_cli_distributed_equals_one_process(tmp_path):
-    from jaxcollapse import config, study
+    from jaxcollapse import study
+    from jaxcollapse.study import config
 
     settings = ["run.n_chains=13", "run.n_generations=6", "run.snapshot_at=[0,3]"]
     study.run_study(config.find_study("dice"), tmp_path / "one", overrides=settings, chunk_size=2,

@@ -11,10 +11,10 @@ import pytest
 from conftest import Z_MAX, z_score
 
 import jaxcollapse as jc
-from jaxcollapse import config
 from jaxcollapse.datasets import load_text
 from jaxcollapse.families import _decoding
 from jaxcollapse.families._transformer_net import DecoderLM, empty_cache
+from jaxcollapse.study import config
 
 BLOCK = 16
 N_TRAIN = 2048

@@ -1,5 +1,5 @@
 """The KDE family's study knowledge: a blob or two moons from a [source] table, the variance recursion
-of theory_kde over its points_variance figure (replace), and its density's contours over 2-D snapshots."""
+of theory/kde.py over its points_variance figure (replace), and its density's contours over 2-D snapshots."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +24,7 @@ class KDEStudy(StudyKnowledge):
         return self.make_blob(**table)
 
     def theory_curves(self, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-        from jaxcollapse import theory_kde
+        from jaxcollapse.theory import kde as theory_kde
 
         if metric != "points_variance" or config["regime"]["kind"] != "replace" or not parametric_source(config):
             return []

@@ -13,7 +13,7 @@ SOURCE_KEYS = ("heldout_fraction", "split_seed")
 class NGramStudy(StudyKnowledge):
     def figures(self, results, folder) -> list:
         """The paper's figures for one run: generated-text perplexity histograms, held-out perplexity, support."""
-        from jaxcollapse import plots_language
+        from jaxcollapse.plots import language as plots_language
 
         if "generated_perplexity" not in results.metrics:
             return []

@@ -1,5 +1,5 @@
 """The linear-regression family's study knowledge: the source from a [source] table, the risk ratio
-to generation 0 (derived from the w histories), and the closed forms of theory_regression over its
+to generation 0 (derived from the w histories), and the closed forms of theory/regression.py over its
 figures (OLS, a source without a synthetic share)."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class RegressionStudy(StudyKnowledge):
         return {"risk_ratio": (risk / risk[:, 0].mean()).astype(np.asarray(params["w"]).dtype)}
 
     def theory_curves(self, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-        from jaxcollapse import theory_regression as tr
+        from jaxcollapse.theory import regression as tr
 
         source = config["source"]
         if (not parametric_source(config) or self.ridge != 0.0 or source.get("synthetic_share", 0.0) != 0.0

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxcollapse import io
+from jaxcollapse.store import runs as io
 
 
 def _family(config: dict):
-    from jaxcollapse import config as config_lib
+    from jaxcollapse.study import config as config_lib
 
     return config_lib.make_family(config["family"])
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxcollapse import config as config_lib
-from jaxcollapse.config import ConfigError
+from jaxcollapse.study import config as config_lib
 from jaxcollapse.study import footprint
 from jaxcollapse.study.analysis import derived_names
+from jaxcollapse.study.config import ConfigError
 
 
 @dataclasses.dataclass

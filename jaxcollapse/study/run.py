@@ -13,11 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-from jaxcollapse import checkpoints, io
-from jaxcollapse import config as config_lib
-from jaxcollapse.config import ConfigError
+from jaxcollapse.store import checkpoints
+from jaxcollapse.store import runs as io
+from jaxcollapse.study import config as config_lib
 from jaxcollapse.study.analysis import derived_metrics, describe_config
 from jaxcollapse.study.build import Plan, default_chunk, plan_study, run_digest
+from jaxcollapse.study.config import ConfigError
 
 
 def environment() -> dict:
@@ -157,7 +158,7 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
               log: Callable[[str], None] | None = None, on_checkpoint=None, devices=None) -> StudyOutcome:
     """Run a study file into `out` (default results/<name>): one run, or one subdirectory per sweep run.
 
-    `out` must be new, empty, or a folder jaxcollapse made (results_folder.py): force replaces only the
+    `out` must be new, empty, or a folder jaxcollapse made (store/folder.py): force replaces only the
     files the tool wrote there; resume continues the same study. devices: where the chains run (see
     simulate); after jax.distributed.initialize() every process runs this with the same arguments,
     all compute and process 0 writes.
@@ -165,7 +166,7 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
     import jax
 
     from jaxcollapse.progress import Progress
-    from jaxcollapse.results_folder import ResultsFolder
+    from jaxcollapse.store.folder import ResultsFolder
 
     log = log or (lambda message: None)
     writer = jax.process_index() == 0
@@ -213,9 +214,9 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
                 bar.close()
             results[plan.label] = io.Results(path)
             if plots and writer:
-                _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots").plots.plot_run(path)), log)
+                _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots.core").plots.core.plot_run(path)), log)
         if plots and sweep and writer:
-            _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots").plots.plot_sweep(out)), log)
+            _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots.core").plots.core.plot_sweep(out)), log)
         return StudyOutcome(out, plans, results, skipped, folder.written if writer else [])
     finally:
         if folder is not None:

@@ -17,12 +17,12 @@ import re
 import socket
 from pathlib import Path
 
-from jaxcollapse import checkpoints, io
+from jaxcollapse.store import _files, checkpoints
 
 MARKER = ".jaxcollapse.json"
 LOCK = ".jaxcollapse.lock"
 FORMAT = 1
-_STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(io.TEMP_SUFFIX) + "$")
+_STALE_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(_files.TEMP_SUFFIX) + "$")
 
 
 class FolderError(FileExistsError):
@@ -187,13 +187,13 @@ class ResultsFolder:
         self._save_marker()
 
     def write_json(self, name: str, obj) -> Path:
-        return self._write(name, lambda path: io.write_json(path, obj))
+        return self._write(name, lambda path: _files.write_json(path, obj))
 
     def write_npz(self, name: str, arrays: dict, *, compressed: bool = False) -> Path:
-        return self._write(name, lambda path: io.write_npz(path, arrays, compressed=compressed))
+        return self._write(name, lambda path: _files.write_npz(path, arrays, compressed=compressed))
 
     def copy_in(self, source, name: str) -> Path:
-        return self._write(name, lambda path: io.copy_file(source, path))
+        return self._write(name, lambda path: _files.copy_file(source, path))
 
     def write_with(self, name: str, write) -> Path:
         """write(path) writes the file (atomically); the folder records it."""
@@ -259,7 +259,7 @@ class ResultsFolder:
         return [stat.st_size, stat.st_mtime_ns] == list(known)
 
     def _save_marker(self) -> None:
-        io.write_json(self.root / MARKER, self._shared["marker"], durable=False)
+        _files.write_json(self.root / MARKER, self._shared["marker"], durable=False)
 
     # ---------------------------------------------------------------- cleaning
     def _delete_own_files(self) -> None:
@@ -309,7 +309,7 @@ def _new_marker(made: bool) -> dict:
 
 def _read_marker(root: Path) -> dict:
     try:
-        marker = io.read_json(root / MARKER)
+        marker = _files.read_json(root / MARKER)
         if not isinstance(marker, dict) or marker.get("jaxcollapse") != FORMAT:
             raise ValueError
         for key, kind in (("files", dict), ("folders", list), ("scratch", list)):

@@ -1,6 +1,6 @@
 """Closed forms of shared/ORACLES.md section 9 for the Gaussian KDE chain (replace), and the two-moons
-source's variance. Indexing as theory.py: generation g = 0 is the KDE of n real points, generation g
-the KDE of n points drawn from generation g - 1. Plain NumPy; theory.py re-exports these names.
+source's variance. Indexing as theory/gaussian.py: generation g = 0 is the KDE of n real points, generation g
+the KDE of n points drawn from generation g - 1. Plain NumPy; jaxcollapse.theory re-exports these names.
 """
 from __future__ import annotations
 

@@ -55,6 +55,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from jaxcollapse.families import REGISTRY
+
 REGIME_KINDS = ("replace", "accumulate", "accumulate_subsample", "keep_real", "fresh_real", "filter_top", "verify",
                 "curate", "correct", "adaptive_real", "pipeline")
 DATASETS = ("digits",)
@@ -135,8 +137,6 @@ def _unknown(section: str, table: dict, allowed) -> None:
 # ---------------------------------------------------------------- families
 def available_families() -> dict:
     """name -> family class: the registry (jaxcollapse.REGISTRY)."""
-    from jaxcollapse.families import REGISTRY
-
     return dict(REGISTRY)
 
 
@@ -546,7 +546,7 @@ def builtin_dir() -> Path:
     env = os.environ.get("JAXCOLLAPSE_EXPERIMENTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "experiments"
+    return Path(__file__).resolve().parents[2] / "experiments"
 
 
 def find_study(name_or_path: str) -> Path:

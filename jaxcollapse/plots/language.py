@@ -13,19 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxcollapse.plots import BAND, fan_chart  # noqa: E402
+from jaxcollapse.plots._figure import colormap_colors, subplots
+from jaxcollapse.plots.core import BAND, fan_chart
 
 
 def _save(fig, path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return Path(path)
 
 
@@ -38,8 +34,8 @@ def perplexity_histograms(runs: dict, path, generations=None) -> Path:
     pooled = {label: np.asarray(r.metrics["generated_perplexity"], np.float64) for label, r in runs.items()}
     finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in pooled.values()])
     bins = np.geomspace(finite.min(), finite.max(), 60)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(generations)))
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.8), sharex=True, sharey=True, squeeze=False)
+    colors = colormap_colors("viridis", np.linspace(0.0, 0.9, len(generations)))
+    fig, axes = subplots(1, len(runs), figsize=(5.2 * len(runs), 3.8), sharex=True, sharey=True, squeeze=False)
     for ax, (label, values) in zip(axes[0], pooled.items()):
         for color, g in zip(colors, generations):
             v = values[:, g].ravel()
@@ -55,7 +51,7 @@ def perplexity_histograms(runs: dict, path, generations=None) -> Path:
 
 
 def heldout_perplexity(runs: dict, path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = subplots(figsize=(6.4, 4.0))
     for i, (label, r) in enumerate(runs.items()):
         fan_chart(ax, np.asarray(r.metrics["heldout_perplexity"]), label=label, color=f"C{i}", show_mean=False)
     ax.set_xlabel("generation")
@@ -67,7 +63,7 @@ def heldout_perplexity(runs: dict, path) -> Path:
 
 
 def support(runs: dict, path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    fig, axes = subplots(1, 2, figsize=(10.0, 3.8))
     for ax, metric, what in zip(axes, ("vocabulary_size", "ngram_support_size"),
                                 ("token types in the training text", "distinct n-grams in the training text")):
         for i, (label, r) in enumerate(runs.items()):

@@ -17,11 +17,10 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import matplotlib.colors
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.colors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from jaxcollapse.plots._figure import colormap_colors, subplots
 
 BAND = (10, 90)
 
@@ -40,7 +39,6 @@ def _short(key: str) -> str:
 def _save(fig, path) -> Path:
     path = Path(path)
     fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -86,7 +84,7 @@ def phase_diagram(path, cells, axes, distance, *, distance_label="distance", tim
     nx, ny = len(x_values), len(y_values)
     masks = _cell_masks(cells, nx, ny)
     n_panels = 3 if times is not None else 2
-    fig, grid = plt.subplots(1, n_panels, figsize=(4.9 * n_panels, 4.3))
+    fig, grid = subplots(1, n_panels, figsize=(4.9 * n_panels, 4.3))
     bands = np.array([[_percentiles(distance[m]) for m in row] for row in masks])   # [ny, nx, 3]
     texts = [[f"{_fmt(b[1])}\n[{_fmt(b[0])}, {_fmt(b[2])}]" for b in row] for row in bands]
     _heatmap(fig, grid[0], bands[..., 1], texts, axes, label=f"median {distance_label}", log_colour=True)
@@ -102,7 +100,7 @@ def phase_diagram(path, cells, axes, distance, *, distance_label="distance", tim
         _heatmap(fig, grid[1], share, texts, axes, label="share of chains collapsed", vmin=0.0, vmax=1.0)
         grid[1].set_title(f"collapsed ({rule}): share, median time", fontsize=9)
     ax = grid[-1]
-    colors = plt.cm.plasma(np.linspace(0.05, 0.85, ny))
+    colors = colormap_colors("plasma", np.linspace(0.05, 0.85, ny))
     positions = np.arange(nx)
     for i in range(ny):
         ax.fill_between(positions, bands[i, :, 0], bands[i, :, 2], color=colors[i], alpha=0.15, linewidth=0)
@@ -124,7 +122,7 @@ def phase_diagram(path, cells, axes, distance, *, distance_label="distance", tim
 def reward_curve(path, panels, groups, *, title=""):
     """Curation figures side by side. panels: [(values [n_chains, G + 1], ylabel, theory {group label: [G + 1]})];
     groups: [(label, chain mask)], one colour each: median, 10-90% band, mean, and the theory curve."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
     for ax, (values, ylabel, theory) in zip(axes[0], panels):
         generations = np.arange(values.shape[1])
         for i, (label, chosen) in enumerate(groups):
@@ -164,7 +162,7 @@ def feedback_trace(path, share, degradation, tolerance, *, fixed=(), title="", m
     adaptive_breach = breach_share(degradation, tolerance)
     holding = [f for f, d in fixed if breach_share(d, tolerance) <= HOLD_LIMIT]
     n_panels = 3 if fixed else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(5.4 * n_panels, 4.2))
+    fig, axes = subplots(1, n_panels, figsize=(5.4 * n_panels, 4.2))
     generations = np.arange(share.shape[1])
     ax = axes[0]
     low, median, high = _percentiles(share)
@@ -298,7 +296,7 @@ def _curation_figure(results, curate, axes, cells, path):
 
 def plot_sweep(path) -> list[Path]:
     """A sweep holding an adaptive_real run and fixed keep_real runs: the feedback comparison figure."""
-    from jaxcollapse import io
+    from jaxcollapse.store import runs as io
     from jaxcollapse.study.build import regime_grid
 
     sweep = io.Sweep(path)

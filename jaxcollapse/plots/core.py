@@ -16,14 +16,12 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxcollapse import config as config_lib  # noqa: E402
-from jaxcollapse import io  # noqa: E402
-from jaxcollapse.study import analysis  # noqa: E402
+from jaxcollapse.plots._figure import colormap_colors, subplots
+from jaxcollapse.store import runs as io
+from jaxcollapse.study import analysis
+from jaxcollapse.study import config as config_lib
 
 BAND = (10, 90)
 
@@ -99,7 +97,6 @@ def _title(results: io.Results) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -107,7 +104,7 @@ def _save(fig, path: Path) -> Path:
 def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
     values = np.asarray(results.metrics[metric])
     failed_from = analysis.failure_generations(results)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = subplots(figsize=(6.4, 4.0))
     if values.ndim == 3:  # one value per component (GMM): a fan per index
         drawn = []
         for k in range(values.shape[2]):
@@ -132,7 +129,7 @@ def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | N
     failed_from = analysis.failure_generations(results)
     times = analysis.collapse_times(results.metrics[rule["metric"]], rule, failed_from)
     done = times[times >= 0]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = subplots(figsize=(6.4, 4.0))
     if done.size:
         bins = np.linspace(0, max(done.max(), 1), min(60, max(done.max(), 1) + 1) + 1)
         ax.hist(done, bins=bins, color="C3", alpha=0.8)
@@ -156,8 +153,8 @@ def plot_support_decay(results: io.Results, path: Path) -> Path | None:
     n_states = int(results.config["family"]["n_states"])
     generations = np.arange(support.shape[1])
     shares = np.stack([(support == k).mean(axis=0) for k in range(1, n_states + 1)])
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    colors = plt.cm.viridis(np.linspace(0.05, 0.95, n_states))
+    fig, ax = subplots(figsize=(6.4, 4.0))
+    colors = colormap_colors("viridis", np.linspace(0.05, 0.95, n_states))
     ax.stackplot(generations, shares, labels=[f"{k} face{'s' if k > 1 else ''}" for k in range(1, n_states + 1)],
                  colors=colors, alpha=0.9)
     ax.set_xlim(0, generations[-1])
@@ -179,7 +176,7 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
     if np.issubdtype(samples.dtype, np.integer) and point_shape == ():  # categorical states
         n_states = int(results.config["family"].get("n_states", samples.max() + 1))
         n_rows = min(chains, len(samples))
-        fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 0.5 + 0.16 * n_rows), sharey=True, squeeze=False)
+        fig, axes = subplots(1, k, figsize=(2.4 * k, 0.5 + 0.16 * n_rows), sharey=True, squeeze=False)
         for ax, j, g in zip(axes[0], range(k), gens):
             counts = np.stack([np.bincount(samples[c, j], minlength=n_states) for c in range(n_rows)])
             image = ax.imshow(counts, aspect="auto", cmap="magma_r", vmin=0, vmax=samples.shape[2],
@@ -191,8 +188,8 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
         axes[0, 0].set_ylabel("chain")
         fig.colorbar(image, ax=axes[0].tolist(), label="count in the sample", fraction=0.03)
     elif point_shape in ((), (1,)):
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        colors = plt.cm.plasma(np.linspace(0.1, 0.85, k))
+        fig, ax = subplots(figsize=(6.4, 4.0))
+        colors = colormap_colors("plasma", np.linspace(0.1, 0.85, k))
         for j, g in enumerate(gens):
             ax.hist(samples[0, j].ravel(), bins=30, histtype="step", lw=1.5, color=colors[j], density=True,
                     label=f"generation {g}")
@@ -203,13 +200,13 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
         family = config_lib.make_family(results.config["family"])
         fitted = [family.fitted_density_2d(results.params, 0, g) for g in gens]
         shared = not any(m is not None for m in fitted)  # with fits each panel zooms with its fit
-        fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.8), sharex=shared, sharey=shared, squeeze=False)
+        fig, axes = subplots(1, k, figsize=(2.8 * k, 2.8), sharex=shared, sharey=shared, squeeze=False)
         for ax, j, g in zip(axes[0], range(k), gens):
             points_and_density(ax, samples[0, j], fitted[j])
             ax.set_title(f"generation {g}", fontsize=9)
     elif len(point_shape) == 2:  # images
         n_images = min(8, samples.shape[2])
-        fig, axes = plt.subplots(k, n_images, figsize=(1.1 * n_images, 1.15 * k), squeeze=False)
+        fig, axes = subplots(k, n_images, figsize=(1.1 * n_images, 1.15 * k), squeeze=False)
         for j, g in enumerate(gens):
             for i in range(n_images):
                 axes[j, i].imshow(samples[0, j, i], cmap="gray_r", vmin=0, vmax=1)
@@ -269,7 +266,7 @@ def plot_run(path) -> list[Path]:
              plot_support_decay(results, figures / "support_decay.png"),
              plot_snapshots(results, figures / "snapshots.png")]
     extra += config_lib.make_family(results.config["family"]).figures(results, figures)
-    from jaxcollapse import plots_quality  # filters, curation, feedback: phase diagram, reward curve, real share
+    from jaxcollapse.plots import quality as plots_quality  # filters, curation, feedback: phase diagram, reward curve, real share
 
     return written + [p for p in extra if p is not None] + plots_quality.plot_run(results)
 
@@ -299,7 +296,7 @@ def plot_sweep(path) -> list[Path]:
     n_cols = min(len(panels), 4)
     n_rows = math.ceil(len(panels) / n_cols)
     for metric in metrics:
-        fig, axes = plt.subplots(n_rows, n_cols, figsize=(max(3.6 * n_cols, 6.0), max(3.0 * n_rows, 3.8)), squeeze=False)
+        fig, axes = subplots(n_rows, n_cols, figsize=(max(3.6 * n_cols, 6.0), max(3.0 * n_rows, 3.8)), squeeze=False)
         for ax, (panel, names) in zip(axes.ravel(), panels.items()):
             drawn = []
             for i, name in enumerate(names):
@@ -324,7 +321,7 @@ def plot_sweep(path) -> list[Path]:
                      f"({note}; a failed chain is left out from its failure generation on)", fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, figures / f"compare_{metric}.png"))
-    from jaxcollapse import plots_quality
+    from jaxcollapse.plots import quality as plots_quality
 
     return written + plots_quality.plot_sweep(path)
 

@@ -1,8 +1,8 @@
 """Closed forms of shared/ORACLES.md sections 4 and 9: linear regression refitted on its own labels,
 Dey and Donoho's pi^2/6 pathway (OLS and the Gaussian mean), Strong Model Collapse (the KDE's are
-in theory_kde.py). Plain NumPy: references, independent of the JAX engine; theory.py re-exports them.
+in theory/kde.py). Plain NumPy: references, independent of the JAX engine; jaxcollapse.theory re-exports them.
 
-Indexing as in the library and theory.py: generation g = 0 is the fit on real data, generation g
+Indexing as in the library and theory/gaussian.py: generation g = 0 is the fit on real data, generation g
 the fit after g rounds on generated data, so generation g is the (g + 1)-th fit. In the papers'
 notation (n fits, n = g + 1):
 

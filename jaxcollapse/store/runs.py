@@ -1,7 +1,7 @@
-"""Results directories: atomic files, save and load.
+"""A run's results directory: save_run writes it, Results / Sweep / load read it.
 
 One run's directory:
-    .jaxcollapse.json  the tool's marker: the study, and every file and folder it wrote (results_folder.py)
+    .jaxcollapse.json  the tool's marker: the study, and every file and folder it wrote (folder.py)
     config.json      the resolved config (every default filled in)
     metrics.npz      name -> array [chain, generation, ...]   (compressed numpy, allow_pickle=False)
     params.npz       parameter histories [chain, generation, ...] (when recorded and saved)
@@ -11,100 +11,20 @@ One run's directory:
     checkpoint/      the carry and per-chunk records while a run is unfinished (checkpoints.py; removed at the end)
     figures/
 A sweep's directory holds study.json (its runs and swept keys), figures/ and one run
-directory per combination. Every file is written atomically (a temp file, then os.replace).
+directory per combination. Every file is written atomically (_files.py).
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
-from typing import Any
 
+import jax
 import numpy as np
 
 from jaxcollapse.engine.result import Result, pandas
+from jaxcollapse.store import export
+from jaxcollapse.store._files import is_complete, read_json, read_npz
 from jaxcollapse.types import FitInfo
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-TEMP_SUFFIX = ".jaxcollapse-tmp"  # .<name>.<8 random characters>.jaxcollapse-tmp: removed on --resume / --force
-
-
-# ---------------------------------------------------------------- atomic files
-def atomic_write(path, write, *, durable: bool = True) -> None:
-    """write(file) into a temp file next to `path`, then rename it over `path` (fsync'd first if durable)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path, obj, *, durable: bool = True) -> None:
-    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"
-    atomic_write(Path(path), lambda f: f.write(text.encode()), durable=durable)
-
-
-def write_npz(path, arrays: dict, *, compressed: bool = False) -> None:
-    """An .npz (np.load reads it); compressed: deflate at level 1, 3x faster than np.savez_compressed's
-    level 6 on recorded histories (1.9 s against 5.4 s for 368 MB of dice records, 9.7 MB against 7.3 MB)."""
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    if not compressed:
-        atomic_write(Path(path), lambda f: np.savez(f, **arrays))
-        return
-
-    def deflate(f):
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as npz:
-            for name, array in arrays.items():
-                with npz.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
-
-    atomic_write(Path(path), deflate)
-
-
-def write_npy(path, array) -> None:
-    array = np.asarray(array)
-    atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False))
-
-
-def copy_file(source, path) -> None:
-    with open(source, "rb") as src:
-        atomic_write(Path(path), lambda f: shutil.copyfileobj(src, f))
-
-
-def read_json(path) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def read_npz(path) -> dict:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
-def is_complete(path) -> bool:
-    manifest = Path(path) / "manifest.json"
-    return manifest.exists() and read_json(manifest).get("status") == "complete"
 
 
 # ---------------------------------------------------------------- save and load one run
@@ -119,8 +39,6 @@ def _named(tree) -> dict:
 def save_run(folder, result, config: dict, manifest: dict, extra_metrics: dict | None = None) -> None:
     """Write a finished run (a chain.Result) into a ResultsFolder, compressed; the manifest goes last (it
     marks completion)."""
-    import jax
-
     metrics = {**_named(result.metrics), **(extra_metrics or {})}
     folder.write_npz("metrics.npz", metrics, compressed=True)
     if result.params is not None and config["run"].get("save_params", True):
@@ -141,8 +59,6 @@ class Results(Result):
     and manifest. Params are a dict of histories (name -> array)."""
 
     def __init__(self, path):
-        import jax
-
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
@@ -183,8 +99,6 @@ class Results(Result):
 
         path: default DIR/tidy.<format>. An existing file is replaced only if jaxcollapse wrote it.
         """
-        from jaxcollapse import export
-
         return export.write(self.path, self.tidy(), path, format)
 
     def __repr__(self) -> str:
@@ -236,8 +150,6 @@ class Sweep(dict):
 
     def export(self, path=None, format: str = "csv") -> Path:
         """Write tidy() as csv or parquet (parquet needs pyarrow); returns the file (default DIR/tidy.<format>)."""
-        from jaxcollapse import export
-
         return export.write(self.path, self.tidy(), path, format)
 
     def __repr__(self) -> str:

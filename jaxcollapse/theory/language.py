@@ -12,7 +12,7 @@ truncation). Each row is then a Wright-Fisher chain with n = n_c draws:
 
 from E[p'_v^2 | p] = p_v (1 - p_v) / n + p_v^2, so 1 - E S' = (1 - 1/n)(1 - S); E p_m = p_0;
 token v of row c is still alive at generation m >= 1 with the probability that a Wright-Fisher
-state of source probability p_0(v | c) survives m fits of n draws (theory.categorical_survival_probs
+state of source probability p_0(v | c) survives m fits of n draws (categorical_survival_probs
 with generation index m - 1, since that function counts fits from the source and here the first
 fit, on real text, is exact). A unigram chain (order 1) is a Categorical chain with
 n_samples * block draws per generation.
@@ -20,6 +20,8 @@ n_samples * block draws per generation.
 from __future__ import annotations
 
 import numpy as np
+
+from jaxcollapse.theory.categorical import categorical_survival_probs
 
 
 def wright_fisher_collision(g, n_draws, s0):
@@ -54,8 +56,6 @@ def ngram_expected_collision(g, counts0) -> np.ndarray:
 def ngram_row_survival_probs(g, n_draws: int, p0) -> np.ndarray:
     """[len(g), V] probability that each token of a held-context row (real frequencies p0, n draws)
     still has count > 0 at generation g (g = 0: the real fit, alive iff p0 > 0)."""
-    from jaxcollapse.theory import categorical_survival_probs
-
     g = np.atleast_1d(np.asarray(g, dtype=int))
     p0 = np.asarray(p0, dtype=float)
     out = np.empty((len(g), len(p0)))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 
-from jaxcollapse import io
+from jaxcollapse.store import _files
 
 FOLDER = "checkpoint"
 STATE = "state.json"
@@ -35,8 +36,6 @@ def exists(path) -> bool:
 
 
 def _is_key(leaf) -> bool:
-    import jax
-
     return hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
@@ -71,10 +70,8 @@ class Checkpoint:
 
     def save(self, *, generation: int, first: int, carry, records, wall_seconds: float) -> None:
         """Records of generations first..generation, and the carry after `generation`."""
-        import jax
-
         name = f"records-{first:09d}-{generation:09d}.npz"
-        io.write_npz(self.path / name, {f"records_{i}": np.asarray(leaf)
+        _files.write_npz(self.path / name, {f"records_{i}": np.asarray(leaf)
                                         for i, leaf in enumerate(jax.tree_util.tree_leaves(records))})
         if name not in self._records:
             self._records.append(name)
@@ -88,11 +85,11 @@ class Checkpoint:
             if held is not None and _same_bits(held[1], host):
                 continue
             file = f"carry-{i}-g{generation:09d}.npy"
-            io.write_npy(self.path / file, host)
+            _files.write_npy(self.path / file, host)
             if held is not None and held[0] != file:
                 stale.append(held[0])
             self._carry[i] = (file, host.copy())
-        io.write_json(self.path / STATE, {
+        _files.write_json(self.path / STATE, {
             "generation": int(generation), "digest": self.digest, "wall_seconds": float(wall_seconds),
             "carry": [{"file": self._carry[i][0], **({"impl": self._impls[i]} if i in self._impls else {})}
                       for i in sorted(self._carry)],
@@ -108,10 +105,8 @@ class Checkpoint:
         the records' generation axis (axis 1) is whatever each chunk holds. tidy: remove the files
         state.json does not name (the one writing process only).
         """
-        import jax
-
         path = Path(path)
-        state = io.read_json(path / STATE)
+        state = _files.read_json(path / STATE)
         if state.get("digest") != digest:
             raise ValueError(f"the checkpoint in {path} was written for a different config; rerun with --force")
         checkpoint = cls(path, digest)
@@ -138,7 +133,7 @@ class Checkpoint:
             first, last = (int(g) for g in _RECORDS.match(name).groups())
             if first != expected_first:
                 raise ValueError(f"the checkpoint in {path} is missing the records of generation {expected_first}")
-            saved = io.read_npz(path / name)
+            saved = _files.read_npz(path / name)
             leaves_i = []
             for j, like in enumerate(record_leaves):
                 data = saved[f"records_{j}"]

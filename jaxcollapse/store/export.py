@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcollapse import io
+from jaxcollapse.store import _files
+from jaxcollapse.store.folder import ResultsFolder
 
 FORMATS = ("csv", "parquet")
 
@@ -18,8 +19,6 @@ def write(results_dir, columns: dict, path=None, format: str = "csv") -> Path:
     Inside a results folder jaxcollapse made, the file is recorded as the tool's; elsewhere an existing
     file is never replaced.
     """
-    from jaxcollapse.results_folder import ResultsFolder
-
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     writer = _parquet_writer() if format == "parquet" else _write_csv
@@ -61,7 +60,7 @@ def _write_csv(path: Path, columns: dict) -> None:
         text.flush()
         text.detach()
 
-    io.atomic_write(path, write)
+    _files.atomic_write(path, write)
 
 
 def _cells(values: np.ndarray) -> np.ndarray:
@@ -79,6 +78,6 @@ def _parquet_writer():
 
     def write(path: Path, columns: dict) -> None:
         table = pyarrow.table({name: np.asarray(values) for name, values in columns.items()})
-        io.atomic_write(path, lambda f: parquet.write_table(table, f))
+        _files.atomic_write(path, lambda f: parquet.write_table(table, f))
 
     return write
