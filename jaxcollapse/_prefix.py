@@ -1,6 +1,5 @@
-"""Running sums written for XLA:CPU, whose cumsum (a rewritten reduce-window) costs ~6 ns per element:
-~6 us for 1,000 points, ~40% of a GMM's k-means++ seeding. Blocks of 32 summed as products with a
-triangle of ones cost ~1.4 us (benchmarks/RESULTS.md)."""
+"""Running sums for XLA:CPU, whose cumsum is slow: blocks summed as products with a triangle of ones
+(benchmarks/RESULTS.md, "k-means++ without cumsum")."""
 from __future__ import annotations
 
 import jax
@@ -30,8 +29,7 @@ def prefix_sums(x):
 
 
 def _within(x):
-    """Running sums along a short last axis: x @ upper triangle of ones (full float32 on every platform:
-    the default precision of a float32 product is TF32 on recent NVIDIA GPUs)."""
+    """Running sums along a short last axis: x @ upper triangle of ones, at full float32 on every platform."""
     width = x.shape[-1]
     return jnp.matmul(x, jnp.triu(jnp.ones((width, width), x.dtype)), precision=jax.lax.Precision.HIGHEST)
 

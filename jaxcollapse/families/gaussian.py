@@ -60,11 +60,9 @@ class GaussianStats(NamedTuple):
 def _weighted_moments(x, w, count):
     """Weighted mean [d] and scatter sum_i w_i (x_i - mean)(x_i - mean)^T [d, d] of points x [n, d].
 
-    In one dimension on the points' own axis: under vmap, jax 0.12's XLA:CPU runs the broadcasts of
-    [n, 1] arrays several times slower than those of [n] (1-D chains 1.7x slower than under 0.9.2).
-    The mean stays an einsum: as x^T w (a matrix-vector product) jax 0.12's XLA:CPU avoids a copy of
-    the draws (135 -> 20 ms a generation at 10,000 x 100 x 10-D) but its result then depends in the
-    last bits on how many chains share a device, and sharded runs must equal one-device runs.
+    In one dimension on the points' own axis: vmapped [n, 1] broadcasts are slow on XLA:CPU
+    (benchmarks/RESULTS.md, "jax 0.12 and the 1-D Gaussian"). The mean stays an einsum: as x^T w its
+    last bits would depend on how many chains share a device, and sharded runs must equal one-device runs.
     """
     if x.shape[-1] == 1:
         x1 = x[:, 0]
@@ -176,7 +174,7 @@ class Gaussian(GaussianStudy, FamilyBase):
         model = self.model(params)
         degenerate = ~jnp.all(jnp.isfinite(model.log_diag))
         log_diag = jnp.where(degenerate, 0.0, model.log_diag)
-        if self.dim == 1:  # on the points' own axis, no [1, n] solve (see _weighted_moments): 14x faster vmapped
+        if self.dim == 1:  # on the points' own axis, no [1, n] solve (see _weighted_moments)
             z = (x[..., 0] - model.mean[0]) * jnp.exp(-log_diag[0])
             quad = z * z
         else:
