@@ -1,17 +1,13 @@
 """jax.random.normal and jax.random.uniform, bit for bit, with the Threefry hash written out instead of looped.
 
-On CPU, jax hashes Threefry-2x32 in a rolled loop of 5 iterations (lax.fori_loop). The XLA:CPU of
-jax 0.12 (not 0.9.2) hoists every while loop it rates "small" into one sequential call, and it rates
-a loop by its tuple of pointers, not by its arrays (SmallWhileLoopHoistingPass, 1,024 bytes): the
-hash of a [chains, n, d] draw then runs on one core. Under jax 0.9.2 each of its 5 rounds is a fusion that
-reads and writes two [chains, n, d] integer arrays, split over the cores. Written out here, the
-20 rounds and the float conversion fuse into one pass; the bits are the same integers, the float
-operations the same as jax's, so the draws are equal bit for bit (tests/test_gaussian_draws.py).
+jax hashes Threefry-2x32 in a rolled loop on CPU, which XLA:CPU may run on one core (benchmarks/RESULTS.md,
+"jax 0.12 and the 1-D Gaussian"). Written out, the 20 rounds and the float conversion fuse into one pass; the
+bits are the same integers and the float operations jax's, so the draws are equal bit for bit
+(tests/test_gaussian_draws.py).
 
 Any other key implementation, jax_threefry_partitionable=False, or a dtype other than float32
-falls back to jax.random. (The GMM's sample uses both: 15.5 -> 13.0 us per chain for its 1,000
-component picks, and ~20% less again for its normals; fused into the mixture's affine map, a tenth
-of its points come out an ulp apart from the same map of jax.random.normal's draws.)
+falls back to jax.random. (Fused into the GMM sample's affine map, a tenth of its points come out an ulp
+apart from the same map of jax.random.normal's draws.)
 """
 from __future__ import annotations
 

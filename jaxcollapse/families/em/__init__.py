@@ -3,8 +3,10 @@
 Rooms, one job each (imports flow downwards):
   densities.py   MixtureParams, Cholesky factors, joint log densities, log p(x)
   mstep.py       M-step moments, the fallback for a component that lost its points, re-seeding
+  reductions.py  sums over the points (row_sums): one matrix-vector product on a CPU, fused reductions elsewhere
   step.py        one EM iteration (E-step and M-step), for one chain and for a batch
-  compaction.py  freeze-and-compact the lanes of a batched while loop
+  compaction.py  a batched while loop that steps only its running lanes, in blocks
+  slots.py       the CPU's queue in front of it: a fixed block of slots, each refilled as its lane finishes
   loop.py        the EM loop to tol / max_iter (em), with its vmap rule, and em_trace
   sampling.py    exact draws from a mixture, inverse-CDF picks
   kmeans.py      k-means++ seeding and Lloyd steps

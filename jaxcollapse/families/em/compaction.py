@@ -2,8 +2,7 @@
 
 Each lane runs exactly its own one-lane recurrence; a finished lane is never stepped again (or is
 frozen by the step when it shares a block with running lanes). EM iteration counts are heavy-
-tailed (at 256 chains of the paper's setting: mean 45, max ~300), so a batch stepped as a whole
-would spend most of its work on finished lanes.
+tailed, so a batch stepped as a whole would spend most of its work on finished lanes.
 
 Every trip, the running lanes are listed first (an O(B) permutation of lane indices) and stepped in
 blocks gathered by index: as many full blocks of `big` lanes as they fill, the rest in blocks of
@@ -11,10 +10,8 @@ blocks gathered by index: as many full blocks of `big` lanes as they fill, the r
 iterations after the rest), they are gathered once and stepped as one block until all finish,
 without a trip's listing, gather and scatter per iteration. Idle work is under `small` lanes per
 iteration, and at most three step programs are compiled (big blocks, small blocks unless they are
-the big ones' size, the tail), whatever the batch size. (The scheme before this one compacted the
-batch in stages of halving size, each stage its own compiled loop: 7 stages at 256 chains, 77% of
-the lane-iterations useful on the paper's generations 0-20; this one: 92-97%.) On CPU the batched
-EM first queues its lanes through a block of slots (slots.py) and drains the rest here.
+the big ones' size, the tail), whatever the batch size (lane efficiency: benchmarks/RESULTS.md, GMM).
+On CPU the batched EM first queues its lanes through a block of slots (slots.py) and drains the rest here.
 """
 from __future__ import annotations
 
@@ -22,10 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# lanes per block; a step costs a fixed ~20 us plus ~2.7 us per lane on 2 CPU cores (1,000 points, 2-D).
-# Each size is a step program to compile (~0.5 s each). Small blocks of 4 and a 1-lane tail: blocks of 16
-# stepped the last few lanes of a generation with most of their lanes idle (replayed on the paper run:
-# 78% of the lane-iterations useful with 16 / 16 / 4, 94% with these; benchmarks/RESULTS.md)
+# lanes per block: each size is one more step program to compile; small blocks and a 1-lane tail leave few lanes
+# idle at a generation's end (benchmarks/RESULTS.md, "Drain blocks of 4 and a 1-lane tail")
 BIG, SMALL, LAST = 16, 4, 1
 
 
@@ -36,7 +31,7 @@ def block_sizes(B: int, big: int = BIG, small: int = SMALL, last: int = LAST,
     On a CPU a block's cost grows with its lanes, so only running lanes are stepped. On an
     accelerator a step's cost is mostly its latency, which the slowest lane pays once per
     iteration anyway: one block of every lane (the tail loop), finished lanes frozen, so an
-    iteration is one step instead of one per 32 lanes (not yet timed on a GPU: benchmarks/gpu.py).
+    iteration is one step instead of one per block (benchmarks/RESULTS.md, GPU).
     """
     if backend != "cpu":
         return B, B, B

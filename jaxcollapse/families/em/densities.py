@@ -1,8 +1,8 @@
 """Mixture densities: Cholesky factors, joint log densities log w_k + log N(x_n; mean_k, cov_k), log p(x).
 
 Layout: points are handled transposed, xt [d, n], so every per-point array is [..., n] with n
-innermost; XLA then vectorises over points (an [n, K, d] layout with tiny trailing axes runs
-~50x slower on CPU).
+innermost; XLA then vectorises over points (an [n, K, d] layout with tiny trailing axes runs far
+slower on CPU).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jaxcollapse.families.em.reductions import row_sums
 
 SMALL_DIM = 4  # up to this d, broadcast-multiply-add (fuses); above it, einsum (a batched matmul)
-UNROLL_DIM = 3  # up to this d, EM and Lloyd steps are written per coordinate (each sum a fused reduction, ~3x faster on CPU)
+UNROLL_DIM = 3  # up to this d, EM and Lloyd steps are written per coordinate (each sum a fused reduction: faster on CPU)
 
 
 class MixtureParams(NamedTuple):
@@ -106,7 +106,7 @@ def normalise_rows(joints):
         gap = joints[1] - joints[0]
         small = jnp.exp(-jnp.abs(gap))
         total = 1.0 + small
-        per_point = jnp.maximum(joints[0], joints[1]) + jnp.log(total)  # scikit-learn's logsumexp; log1p costs 1.5x
+        per_point = jnp.maximum(joints[0], joints[1]) + jnp.log(total)  # scikit-learn's logsumexp: log1p is slower on XLA:CPU
         return per_point, [jnp.where(gap > 0, small, 1.0), jnp.where(gap > 0, 1.0, small)], total
     top = joints[0]
     for joint in joints[1:]:
@@ -118,7 +118,7 @@ def normalise_rows(joints):
 
 def mean_log_lik(params: MixtureParams, xt, w):
     """sum_n w_n log p(x_n) / sum_n w_n (xt [d, n]): per coordinate and summed by row_sums up to UNROLL_DIM
-    (the general path's max, sum over components and reductions ran ~2x slower on CPU, once per fit)."""
+    (the general path's max, sum over components and reductions are slower on CPU)."""
     if xt.shape[0] > UNROLL_DIM:
         return jnp.sum(w * point_log_prob(params, xt.T)) / jnp.sum(w)
     ll_sum, total = row_sums([w * normalise_rows(joint_rows(params, xt))[0], w])

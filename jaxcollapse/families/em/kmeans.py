@@ -18,7 +18,7 @@ def nearest(xt, centres):
     """(squared distance [n] to the nearest centre, its index [n]; ties: lowest k).
 
     Up to UNROLL_DIM, per coordinate with a running minimum over the centres: an argmin over K
-    (a two-output reduction) runs as scalar code on CPU, several times slower."""
+    (a two-output reduction) runs as scalar code on CPU."""
     K, d = centres.shape
     if d > UNROLL_DIM:
         d2 = sq_dist_t(xt, centres)

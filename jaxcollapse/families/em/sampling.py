@@ -15,15 +15,15 @@ def pick(key, cumulative, shape=()):
     One uniform per draw (a categorical by Gumbel-max costs m per draw). Zero increments are
     never picked; a uniform that rounds up to the total takes the last positive increment.
     """
-    # jax.random.uniform's draws, its hash written out (jax's rolled loop: ~20% of a GMM sample's time)
+    # jax.random.uniform's draws, its hash written out (standard_normal.py: jax's rolled loop is slow on CPU)
     return inverse_cdf(standard_uniform(key, shape, cumulative.dtype) * cumulative[-1], cumulative)
 
 
 def pick_by_weight(key, increments):
     """One index drawn with probability proportional to the nonnegative increments [m] (pick's uniform).
 
-    For long weight vectors (k-means++ over the points): the running sums in blocks (prefix_sums), as
-    XLA:CPU's cumsum took ~40% of k-means++; a zero increment is still never picked (first_exceeding)."""
+    For long weight vectors (k-means++ over the points): the running sums in blocks (prefix_sums: XLA:CPU's
+    cumsum is slow); a zero increment is still never picked (first_exceeding)."""
     cumulative = prefix_sums(increments)
     return first_exceeding(cumulative, increments, standard_uniform(key, (), cumulative.dtype) * cumulative[-1])
 

@@ -1,7 +1,7 @@
 """Step lanes in a fixed block of slots, each refilled from a queue of waiting lanes as it finishes.
 
 chunked_while gathers every block of running lanes, their data included, on every trip (on CPU
-that copy and the listing cost about half of a step). Here `slots` lanes are stepped in place, as
+that copy and the listing are a large part of a step's cost). Here `slots` lanes are stepped in place, as
 one block; when a slot's lane finishes, its state is written back and the next waiting lane's state
 and data are copied in: one copy per lane, not one per iteration. No slot idles while lanes wait.
 Once the queue is empty, the lanes still in the slots finish under chunked_while (its blocks
@@ -21,9 +21,9 @@ MAX_SLOTS = 128
 def slot_count(B: int, backend: str = "cpu") -> int:
     """Slots for a batch of B lanes on CPU: a quarter of the lanes, at most MAX_SLOTS; 0 = no queue.
 
-    Measured on 2 CPU cores (benchmarks/RESULTS.md): fewer slots pay a step's fixed cost more often
-    (per lane-iteration a 64-lane step costs ~1.2x a 256-lane one), more slots leave more lanes to
-    the drain. On an accelerator every lane is one block already (compaction.block_sizes)."""
+    Fewer slots pay a step's fixed cost more often, more slots leave more lanes to the drain
+    (benchmarks/RESULTS.md, "EM lanes in slots"). On an accelerator every lane is one block already
+    (compaction.block_sizes)."""
     slots = min(MAX_SLOTS, B // 4)
     return slots if backend == "cpu" and slots >= 8 else 0
 

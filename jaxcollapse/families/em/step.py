@@ -28,7 +28,7 @@ def em_update(theta: MixtureParams, xt, w, covariance: str, reg_covar):
 def em_step(theta: MixtureParams, xt, w, fb: Fallback, covariance: str, reg_covar):
     """One EM iteration: (mean log-likelihood at theta, next theta).
 
-    The worst point (an argmax over the points, ~45% of an iteration) is found only when a
+    The worst point (a whole pass over the points) is found only when a
     component is empty, under a lax.cond (a real branch for one chain; vmap turns it into a select,
     so the batched EM uses batched_em_step, which branches once for the whole batch).
     """
