@@ -90,8 +90,8 @@ class DecoderLM(nn.Module):
 def init_params(net: DecoderLM, key):
     """Fresh params: weights N(0, 0.02^2) (GPT-2's), biases 0, LayerNorm scales 1.
 
-    One normal draw cut into every weight, not flax's one draw per initialiser: the same law, and a
-    few seconds less to compile (each draw is a threefry hash XLA compiles on its own).
+    One normal draw cut into every weight, not flax's one draw per initialiser: the same law, less to
+    compile (each draw is a threefry hash XLA compiles on its own).
     """
     shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, net.block), jnp.int32)))["params"]
     leaves, tree = jax.tree_util.tree_flatten_with_path(shapes)

@@ -40,8 +40,8 @@ def write_json(path, obj, *, durable: bool = True) -> None:
 
 
 def write_npz(path, arrays: dict, *, compressed: bool = False) -> None:
-    """An .npz (np.load reads it); compressed: deflate at level 1, 3x faster than np.savez_compressed's
-    level 6 on recorded histories (1.9 s against 5.4 s for 368 MB of dice records, 9.7 MB against 7.3 MB)."""
+    """An .npz (np.load reads it); compressed: deflate at level 1, much faster than np.savez_compressed's
+    level 6 for a slightly larger file (benchmarks/RESULTS.md, Checkpoints)."""
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     if not compressed:
         atomic_write(Path(path), lambda f: np.savez(f, **arrays))

@@ -5,7 +5,7 @@ One run's directory:
     config.json      the resolved config (every default filled in)
     metrics.npz      name -> array [chain, generation, ...]   (compressed numpy, allow_pickle=False)
     params.npz       parameter histories [chain, generation, ...] (when recorded and saved)
-    fit_info.npz     per-fit flags [chain, generation]: n_iter, converged, log_lik, finite
+    fit_info.npz     per-fit flags [chain, generation]: n_iter, converged, log_lik, finite; each chain's key
     snapshots.npz    snapshot_at [k], samples [chain, k, n_samples, ...]   (when asked for)
     manifest.json    versions, devices, seed, wall time, chain-generations per second
     checkpoint/      the carry and per-chunk records while a run is unfinished (checkpoints.py; removed at the end)
@@ -37,7 +37,7 @@ def _named(tree) -> dict:
 
 
 def save_run(folder, result, config: dict, manifest: dict, extra_metrics: dict | None = None) -> None:
-    """Write a finished run (a chain.Result) into a ResultsFolder, compressed; the manifest goes last (it
+    """Write a finished run (an engine Result) into a ResultsFolder, compressed; the manifest goes last (it
     marks completion)."""
     metrics = {**_named(result.metrics), **(extra_metrics or {})}
     folder.write_npz("metrics.npz", metrics, compressed=True)
