@@ -1,7 +1,8 @@
 """benchmarks/gpu.py --smoke: the prepared GPU benchmark runs every case end to end (tiny, on CPU) and writes
 a JSON holding every case, so the script is known to work when a session is next lent a GPU.
 
-One run of the script (each case in its own process); compiling the GMM and VAE programs is most of it.
+One run of the script (each case in its own process); compiling the GMM and VAE programs is most of it, so it
+runs with the slow tests (pytest -m slow).
 """
 import json
 import math
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 import jax
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MEASURED = ["gmm_paper", "em_step", "gaussian", "vae", "transformer", "ngram", "linear_regression", "kde",
@@ -27,6 +29,7 @@ def _run(*args):
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_case(tmp_path):
     out = tmp_path / "gpu"
     done = _run(out, "--smoke")
