@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import xlogy
 
 from jaxcollapse.families import log_cholesky
@@ -55,17 +54,6 @@ def gaussian_kl_to_model(p, model):
     spread = jnp.sum(jnp.exp(jnp.log(row_sq) - 2.0 * log_diag))
     kl = 0.5 * (spread - dim + log_cholesky.log_det(log_diag) - log_det_spd(p.cov))
     return jnp.where(degenerate, jnp.inf, kl)
-
-
-def gaussian_kl(p, q):
-    """KL(p || q) for Gaussians; with p the source and q the model it grows as q forgets p's tails."""
-    dim = p.mean.shape[-1]
-    chol_q = jnp.linalg.cholesky(q.cov)
-    whiten = lambda b: solve_triangular(chol_q, b, lower=True)  # noqa: E731  L^-1 b
-    trace_term = jnp.sum(whiten(jnp.linalg.cholesky(p.cov)) ** 2)  # tr(Q^-1 P) = ||L_q^-1 L_p||_F^2
-    maha = jnp.sum(whiten(q.mean - p.mean) ** 2)
-    log_det_q = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol_q)))
-    return 0.5 * (trace_term + maha - dim + log_det_q - log_det_spd(p.cov))
 
 
 def entropy(probs):

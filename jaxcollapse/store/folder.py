@@ -226,13 +226,6 @@ class ResultsFolder:
             self._record(rel, save=False)
         self._save_marker()
 
-    def forget_missing(self) -> None:
-        """Drop files that no longer exist from the marker (the tool removed them)."""
-        files = self._shared["marker"]["files"]
-        for rel in [rel for rel in files if not (self.root / rel).exists()]:
-            del files[rel]
-        self._save_marker()
-
     def remove(self, name: str) -> None:
         rel = self._rel(name)
         if self._owns(rel):
