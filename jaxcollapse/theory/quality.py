@@ -4,6 +4,7 @@ Plain NumPy/SciPy, independent of the JAX engine:
     verified_bad_share          Feng et al. 2024: the bad share a verifier lets through
     curation_step, _k2          Ferbach et al. 2024: one step of K-wise curation on a finite set
     curation_recursion          that step iterated (the n -> infinity chain), with keep_real mixed in
+    expected_reward             E_p[r], the reward curation raises
     sampler_probs               a Categorical's distribution after temperature, top_k, top_p
     zipf_probs, lost_mass       Dohmatob et al. 2024 ("A Tale of Tails"): mass unseen in T draws
     corrected_gaussian_moments  Gillman et al. 2024's setting: 1-D Gaussian chain with the
