@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import _checks
+from jaxcollapse.stages.registry import register_stage
 from jaxcollapse.types import Context, TrainingSet
 
 
@@ -41,22 +42,29 @@ class Stage(Protocol):
     def update(self, key, state, batch: TrainingSet, ctx: Context) -> tuple[Any, TrainingSet]: ...
 
 
-def stage(cls=None, *, static: tuple[str, ...] = (), shared: tuple[str, ...] = ()):
+def stage(cls=None, *, static: tuple[str, ...] = (), shared: tuple[str, ...] = (), name: str | None = None):
     """Class decorator: a frozen dataclass registered as a pytree, with default optional methods.
 
     Fields not named in `static` are pytree leaves; those not in `shared` are per-chain numbers.
+    name: register the class as a stage kind a study's TOML may name (its fields described by
+    dataclasses.field(metadata={"toml": ...}) are the TOML keys; see stages/registry.py).
     """
 
     def wrap(cls):
         cls = dataclasses.dataclass(frozen=True)(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         cls._static_fields, cls._shared_fields = tuple(static), tuple(shared)
-        for name, default in (("batch_size", _batch_size), ("check", _check), ("pool_bytes", _pool_bytes),
-                              ("record", _record), ("update_to_fit", _update_to_fit)):
-            if not hasattr(cls, name):
-                setattr(cls, name, default)
+        for method, default in (("batch_size", _batch_size), ("check", _check), ("pool_bytes", _pool_bytes),
+                                ("record", _record), ("update_to_fit", _update_to_fit)):
+            if not hasattr(cls, method):
+                setattr(cls, method, default)
         data = [n for n in names if n not in static]
-        return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(static))
+        cls = jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=list(static))
+        if name is not None:
+            if not hasattr(cls, "name"):
+                cls.name = name
+            register_stage(name)(cls)
+        return cls
 
     return wrap if cls is None else wrap(cls)
 

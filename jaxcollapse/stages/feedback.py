@@ -9,6 +9,7 @@ degradation seen are recorded per chain and generation (real_share, feedback_deg
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -16,10 +17,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import _checks, types
+from jaxcollapse._registry import Registry
 from jaxcollapse.stages.base import number, stage
 from jaxcollapse.stages.mixing import _mix
+from jaxcollapse.stages.registry import register_stage
 
 HELDOUT_STREAM = 0x5EED  # fold_in(generation-0 real key, .): the stage's own held-out draw (parametric sources)
+
+FEEDBACK_METRICS = Registry("feedback metric")
+
+
+def register_feedback_metric(name: str):
+    """Decorator: a loss named in TOML (adaptive_real's metric): fn(ctx) -> one number (lower = better) of the
+    current model ctx.params; or a class with init(real, ctx) -> state and __call__(state, ctx), made with
+    cls(n_heldout=...)."""
+    return FEEDBACK_METRICS.register(name)
 
 
 class AdaptiveState(NamedTuple):
@@ -31,6 +43,7 @@ class AdaptiveState(NamedTuple):
     degradation: Any   # [] loss of the model that generated this generation's batch, minus the baseline
 
 
+@register_feedback_metric("heldout_nll")
 class HeldoutNLL(NamedTuple):
     """-mean log p(heldout) under the current model: the source's held-out points, else n_heldout drawn once."""
 
@@ -59,15 +72,16 @@ class FunctionMetric(NamedTuple):
         return self.fn(ctx)
 
 
-@stage(static=("metric",))
+@stage(static=("metric", "n_heldout"))
 class AdaptiveReal:
-    tolerance: Any
-    step_up: Any
-    step_down: Any
-    start: Any
-    low: Any
-    high: Any
-    metric: Any
+    tolerance: Any = dataclasses.field(metadata={"toml": "nonnegative", "required": True})
+    step_up: Any = dataclasses.field(metadata={"toml": "share"})
+    step_down: Any = dataclasses.field(metadata={"toml": "share"})
+    start: Any = dataclasses.field(metadata={"toml": "share"})
+    low: Any = dataclasses.field(metadata={"toml": "share"})
+    high: Any = dataclasses.field(metadata={"toml": "share"})
+    metric: Any = dataclasses.field(metadata={"toml": FEEDBACK_METRICS})
+    n_heldout: int = dataclasses.field(default=1000, metadata={"toml": "count"})   # the metric's, when it draws
     name = "adaptive_real"
 
     def init(self, real, ctx):
@@ -94,27 +108,32 @@ class AdaptiveReal:
         return {"real_share": state.used, "feedback_degradation": state.degradation}
 
 
+@register_stage("adaptive_real")
 def adaptive_real(metric="heldout_nll", tolerance=0.05, *, step_up=0.2, step_down=0.01, start=0.5,
                   low=0.0, high=1.0, n_heldout: int = 1000) -> AdaptiveReal:
     """A real-data share raised when the model degrades past `tolerance`, lowered while it is healthy.
 
     metric: "heldout_nll" (negative mean log-likelihood of held-out real points under the current
       model; the source's held-out points if it has them, else n_heldout points drawn once per
-      chain from the true distribution, or subsampled from a real data array), or fn(ctx) -> a
-      loss (lower = better) of the current model ctx.params.
+      chain from the true distribution, or subsampled from a real data array), another name
+      registered with jc.stages.register_feedback_metric, or fn(ctx) -> a loss (lower = better)
+      of the current model ctx.params.
     tolerance: how far the loss may rise above generation 0's before the share is raised.
     step_up, step_down: the share's change per generation when degraded / healthy.
     start, low, high: the first share and its bounds, in [0, 1]. All numbers traced, scalar or per chain.
     The real points are the generation-0 real sample (as keep_real): round(share * n_samples) of them.
     """
+    name = None
     if isinstance(metric, str):
-        if metric != "heldout_nll":
-            raise ValueError(f"metric must be 'heldout_nll' or a function (ctx) -> loss, got {metric!r}")
-        metric = HeldoutNLL(_checks.positive_int("n_heldout", n_heldout))
-    elif callable(metric):
-        metric = FunctionMetric(metric, getattr(metric, "__name__", "function"))
-    else:
-        raise ValueError(f"metric must be 'heldout_nll' or a function (ctx) -> loss, got {metric!r}")
+        if metric not in FEEDBACK_METRICS:
+            raise ValueError(f"metric must be {_named()} or a function (ctx) -> loss, got {metric!r}")
+        name, metric = metric, FEEDBACK_METRICS[metric]
+        if isinstance(metric, type):
+            metric = metric(n_heldout=_checks.positive_int("n_heldout", n_heldout))
+    if not (hasattr(metric, "init") and callable(metric)):
+        if not callable(metric):
+            raise ValueError(f"metric must be {_named()} or a function (ctx) -> loss, got {metric!r}")
+        metric = FunctionMetric(metric, name or getattr(metric, "__name__", "function"))
     values = dict(tolerance=number("tolerance", tolerance, 0.0, float("inf")),
                   step_up=number("step_up", step_up, 0.0, 1.0), step_down=number("step_down", step_down, 0.0, 1.0),
                   start=number("start", start, 0.0, 1.0), low=number("low", low, 0.0, 1.0),
@@ -122,4 +141,9 @@ def adaptive_real(metric="heldout_nll", tolerance=0.05, *, step_up=0.2, step_dow
     if _checks.is_concrete(low) and _checks.is_concrete(high):
         if np.any(np.asarray(low, float) > np.asarray(high, float)):
             raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
-    return AdaptiveReal(**values, metric=metric)
+    return AdaptiveReal(**values, metric=metric, n_heldout=n_heldout)
+
+
+def _named() -> str:
+    """The registered feedback metrics' names: 'heldout_nll' or 'a' or ..."""
+    return " or ".join(map(repr, FEEDBACK_METRICS))

@@ -15,6 +15,7 @@ n_generations * share points large and subsample it yourself, or use a parametri
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -23,6 +24,7 @@ import numpy as np
 
 from jaxcollapse import types
 from jaxcollapse.stages.base import number, stage
+from jaxcollapse.stages.registry import register_stage
 
 
 class NoState(NamedTuple):
@@ -150,7 +152,7 @@ def _check_share(fraction, n_samples: int) -> None:
 class KeepReal:
     """A fixed share of every training set is the generation-0 real sample ("data isolation")."""
 
-    fraction: Any
+    fraction: Any = dataclasses.field(metadata={"toml": "share"})
     name = "keep_real"
 
     def init(self, real, ctx):
@@ -167,7 +169,7 @@ class KeepReal:
 class FreshReal:
     """A share of every training set is a new real sample (ctx.draw_real)."""
 
-    fraction: Any
+    fraction: Any = dataclasses.field(metadata={"toml": "share"})
     name = "fresh_real"
 
     def init(self, real, ctx):
@@ -180,30 +182,31 @@ class FreshReal:
         _check_share(self.fraction, n_samples)
 
 
+@register_stage("replace")
 def replace() -> Replace:
     """Train each generation on the previous model's samples only."""
     return Replace()
 
 
+@register_stage("accumulate")
 def accumulate() -> Accumulate:
     """Train on all data so far."""
     return Accumulate()
 
 
+@register_stage("accumulate_subsample")
 def accumulate_subsample() -> AccumulateSubsample:
     """Train on a uniform subsample of size n_samples of all data so far."""
     return AccumulateSubsample()
 
 
+@register_stage("keep_real")
 def keep_real(fraction) -> KeepReal:
     """A share `fraction` (scalar, or one per chain) of every training set is the generation-0 real data."""
     return KeepReal(number("fraction", fraction, 0.0, 1.0))
 
 
+@register_stage("fresh_real")
 def fresh_real(fraction) -> FreshReal:
     """A share `fraction` (scalar, or one per chain) of every training set is a fresh real sample."""
     return FreshReal(number("fraction", fraction, 0.0, 1.0))
-
-
-REGIMES = {"replace": replace, "accumulate": accumulate, "accumulate_subsample": accumulate_subsample,
-           "keep_real": keep_real, "fresh_real": fresh_real}

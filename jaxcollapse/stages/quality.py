@@ -16,6 +16,7 @@ filter generates) are static.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
@@ -25,8 +26,10 @@ import numpy as np
 
 from jaxcollapse import _checks, types
 from jaxcollapse._prefix import prefix_sums
+from jaxcollapse._registry import Registry
 from jaxcollapse.stages import scores as scores_lib
 from jaxcollapse.stages.base import number, stage
+from jaxcollapse.stages.registry import register_stage
 
 _ROUNDING = 1e-6  # n / keep within this relative distance of an integer counts as that integer
 _EXACT_COUNTS = 2 ** 24  # float32 sums of 0s and 1s are exact below this many candidates
@@ -53,9 +56,9 @@ class FilterTop:
     same fit without compacting the batch (update_to_fit).
     """
 
-    keep: Any
-    score: Any
-    min_keep: float
+    keep: Any = dataclasses.field(metadata={"toml": "keep"})
+    score: Any = dataclasses.field(metadata={"toml": scores_lib.SCORES})
+    min_keep: float = dataclasses.field(metadata={"toml": "keep"})
     name = "filter_top"
     # the engine stores the generated points once (engine/step.py, _stored): the scores, the
     # selection and the fit all read them, and XLA would otherwise recompute the random draws in each
@@ -226,12 +229,13 @@ def _position_of(mask, rank):
     return block * width + jnp.sum(inside + before < rank).astype(jnp.int32)
 
 
+@register_stage("filter_top")
 def filter_top(score, keep, *, min_keep=None) -> FilterTop:
     """Train on the best share `keep` of the synthetic candidates by `score` (higher = better).
 
     score: "source" (log-density under the true distribution), "generation0" (under the
-      generation-0 model), "model" (under the current model), a score object (jc.scores), or a
-      function fn(ctx, x) -> [n].
+      generation-0 model), "model" (under the current model), another name registered with
+      jc.stages.register_score, a score object (jc.scores), or a function fn(ctx, x) -> [n].
     keep: in (0, 1], scalar or one per chain (traced: a new value reuses the compiled program as
       long as min_keep stays the same).
     min_keep: the smallest keep the compiled program serves (static; default: the smallest given):
@@ -260,9 +264,9 @@ class Verify:
     Records verify_kept and verify_kept_bad per chain and generation.
     """
 
-    keep_good: Any
-    keep_bad: Any
-    is_good: Any
+    keep_good: Any = dataclasses.field(metadata={"toml": "share"})
+    keep_bad: Any = dataclasses.field(metadata={"toml": "share"})
+    is_good: Any = dataclasses.field(metadata={"toml": scores_lib.VERIFIERS})
     name = "verify"
 
     def init(self, real, ctx):
@@ -283,10 +287,12 @@ class Verify:
         return {"verify_kept": state.kept, "verify_kept_bad": state.kept_bad}
 
 
+@register_stage("verify")
 def verify(is_good, keep_good, keep_bad) -> Verify:
     """A verifier with known error rates: keep good points w.p. keep_good, bad ones w.p. keep_bad.
 
-    is_good: "source_support" (the source gives the point positive density) or fn(ctx, x) -> [n] bool.
+    is_good: "source_support" (the source gives the point positive density), another name registered
+      with jc.stages.register_verifier, or fn(ctx, x) -> [n] bool.
     keep_good, keep_bad: in [0, 1], scalar or one per chain (traced).
     The kept bad share is eps keep_bad / (eps keep_bad + (1 - eps) keep_good) for a bad share eps
     (jc.theory.verified_bad_share).
@@ -310,8 +316,9 @@ class Curate:
     gives weight 0. Records curate_reward, the mean reward of the picked points.
     """
 
-    reward_table: Any   # [n_states] reward per state (integer points), or None
-    k: int
+    # [n_states] reward per state (integer points), or None; TOML's reward: numbers, or a registered reward's name
+    reward_table: Any = dataclasses.field(metadata={"toml": "numbers", "names": scores_lib.REWARDS, "key": "reward"})
+    k: int = dataclasses.field(metadata={"toml": "count"})
     reward_fn: Any      # fn(ctx, x) -> [n], or None
     name = "curate"
 
@@ -345,14 +352,17 @@ class Curate:
         return {"curate_reward": state.reward}
 
 
+@register_stage("curate")
 def curate(k, reward) -> Curate:
     """K-wise curation: each training point is the pick of k fresh candidates, P(pick) ~ exp(reward).
 
     k: an integer >= 1 (static: the engine generates k * n_samples candidates); k = 1 is no curation.
     reward: one number per state (Categorical; an array, traced, one reward vector for all chains),
-      or fn(ctx, x) -> [n].
+      fn(ctx, x) -> [n], or the name of one registered with jc.stages.register_reward.
     """
     k = _checks.positive_int("k", k)
+    if isinstance(reward, str):
+        reward = scores_lib.as_reward(reward)
     if callable(reward):
         return Curate(None, k, reward)
     table = np.asarray(reward, dtype=float) if isinstance(reward, (list, tuple, np.ndarray)) else reward
@@ -365,12 +375,20 @@ def curate(k, reward) -> Curate:
 
 
 # ---------------------------------------------------------------- correct
+CORRECTIONS = Registry("correction")
+
+
+def register_correction(name: str):
+    """Decorator: a correction named in TOML (correct's fn): fn(ctx, x) -> points shaped like x."""
+    return CORRECTIONS.register(name)
+
+
 @stage(static=("fn",))
 class Correct:
     """x -> x + strength (fn(ctx, x) - x): strength 0 leaves points alone, 1 replaces them by fn(ctx, x)."""
 
-    strength: Any
-    fn: Any
+    strength: Any = dataclasses.field(metadata={"toml": "share"})
+    fn: Any = dataclasses.field(metadata={"toml": CORRECTIONS})
     name = "correct"
 
     def init(self, real, ctx):
@@ -389,6 +407,7 @@ class Correct:
         return state, batch._replace(x=x)
 
 
+@register_correction("gaussian_to_source")
 def gaussian_to_source(ctx, x):
     """The idealised corrector for the Gaussian family: the optimal-transport map onto the source.
 
@@ -418,14 +437,13 @@ def _sqrt_and_inverse_sqrt(matrix):
     return (vectors * root) @ vectors.T, (vectors * inv) @ vectors.T
 
 
-CORRECTIONS = {"gaussian_to_source": gaussian_to_source}
-
-
+@register_stage("correct")
 def correct(fn, strength) -> Correct:
     """Move each synthetic point toward fn(ctx, x) by `strength` in [0, 1] (scalar or one per chain).
 
     fn: "gaussian_to_source" (the idealised corrector of Gillman et al. for the Gaussian family:
-      the optimal-transport map onto the true distribution) or fn(ctx, x) -> points like x.
+      the optimal-transport map onto the true distribution), another name registered with
+      jc.stages.register_correction, or fn(ctx, x) -> points like x.
     """
     if isinstance(fn, str):
         if fn not in CORRECTIONS:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxcollapse.stages import STAGES, pipeline, toml_keys
 from jaxcollapse.study import config as config_lib
 from jaxcollapse.study import footprint
 from jaxcollapse.study.analysis import derived_names
@@ -67,7 +68,8 @@ def regime_grid(config: dict) -> tuple[list[tuple[str, list]], np.ndarray]:
     axes = []
     for i, stage in enumerate(stages):
         where = f"regime.stages[{i}]" if table["kind"] == "pipeline" else "regime"
-        axes += [(f"{where}.{k}", v) for k, v in stage.items() if isinstance(v, list) and k != "reward"]
+        keys = toml_keys(stage["kind"])
+        axes += [(f"{where}.{k}", v) for k, v in stage.items() if isinstance(v, list) and k in keys and keys[k].grid]
     n_chains = config["run"]["n_chains"]
     shape = tuple(len(v) for _, v in axes)
     cells = int(np.prod(shape, dtype=np.int64))
@@ -79,18 +81,14 @@ def regime_grid(config: dict) -> tuple[list[tuple[str, list]], np.ndarray]:
 
 
 def _regime(config: dict):
-    from jaxcollapse.stages import QUALITY_STAGES, REGIMES, pipeline
-
     axes, cells = regime_grid(config)
     per_chain = {key: np.asarray(values, float)[cells[:, a]] for a, (key, values) in enumerate(axes)}
     table = config["regime"]
 
     def make(stage: dict, where: str):
         kwargs = {k: per_chain.get(f"{where}.{k}", v) for k, v in stage.items() if k != "kind"}
-        if stage["kind"] in REGIMES:
-            return REGIMES[stage["kind"]](**kwargs)
         try:
-            return QUALITY_STAGES[stage["kind"]](**kwargs)  # the TOML keys are the factory's argument names
+            return STAGES[stage["kind"]].factory(**kwargs)  # the TOML keys are the factory's argument names
         except ValueError as err:
             raise ConfigError(config_lib._prefixed(where, str(err), stage)) from None
 

@@ -56,9 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from jaxcollapse.families import REGISTRY
+from jaxcollapse.stages.registry import RANGES, STAGES, toml_keys
 
-REGIME_KINDS = ("replace", "accumulate", "accumulate_subsample", "keep_real", "fresh_real", "filter_top", "verify",
-                "curate", "correct", "adaptive_real", "pipeline")
 DATASETS = ("digits",)
 SECTIONS = ("family", "source", "regime", "run", "collapse", "sweep")
 TOP_LEVEL = ("name", "description")
@@ -256,63 +255,53 @@ def _numeric_tree(value) -> bool:
     return _is_number(value)
 
 
-# each stage kind's TOML keys: name -> (what, required); "share" = [0, 1], "keep" = (0, 1], "nonnegative" =
-# [0, inf): a number, or a list of them (a grid axis); "count" an integer >= 1; "numbers" a list (one per state)
-STAGE_KEYS = {
-    "replace": {}, "accumulate": {}, "accumulate_subsample": {},
-    "keep_real": {"fraction": ("share", True)},
-    "fresh_real": {"fraction": ("share", True)},
-    "filter_top": {"score": (("source", "generation0", "model"), True), "keep": ("keep", True),
-                   "min_keep": ("keep", False)},
-    "verify": {"is_good": (("source_support",), True), "keep_good": ("share", True), "keep_bad": ("share", True)},
-    "curate": {"k": ("count", True), "reward": ("numbers", True)},
-    "correct": {"fn": (("gaussian_to_source",), True), "strength": ("share", True)},
-    "adaptive_real": {"metric": (("heldout_nll",), False), "tolerance": ("nonnegative", True),
-                      "step_up": ("share", False), "step_down": ("share", False), "start": ("share", False),
-                      "low": ("share", False), "high": ("share", False), "n_heldout": ("count", False)},
-}
-_RANGES = {"share": (0.0, 1.0, False), "keep": (0.0, 1.0, True), "nonnegative": (0.0, math.inf, False)}
-
-
 def _check_stage(where: str, table: dict, kinds) -> dict:
+    """A stage table: its kind (a registered stage) and its keys, whose kinds and ranges the stage's fields
+    declare (stages/registry.py)."""
     table = _table(where, table)
     kind = _string(f"{where}.kind", table.get("kind", "replace"), kinds)
-    keys = STAGE_KEYS[kind]
+    keys = toml_keys(kind)
     for name, value in table.items():
         if name != "kind" and name not in keys:
             allowed = f"the keys of regime kind {_show(kind)}: " + (", ".join(keys) or "none but kind")
             raise _error(f"{where}.{name}", value, allowed, "unknown key")
     out = {"kind": kind}
-    for name, (what, required) in keys.items():
+    for name, spec in keys.items():
         key = f"{where}.{name}"
         if name not in table:
-            if required:
+            if spec.required:
                 raise ConfigError(f"{key} is missing; regime kind {kind!r} needs it")
             continue
-        value = table[name]
-        if isinstance(what, tuple):
-            out[name] = _string(key, value, what)
-        elif what == "count":
-            out[name] = _int(key, value, 1)
-        elif what == "numbers":
-            if not isinstance(value, list) or not value or not all(_is_number(v) and math.isfinite(v) for v in value):
-                raise _error(key, value, "a list of finite numbers (one per state)", "wrong type")
-            out[name] = [float(v) for v in value]
-        else:
-            low, high, low_open = _RANGES[what]
-            if isinstance(value, list):
-                if not value:
-                    raise _error(key, value, "a number, or a non-empty list of numbers (a grid axis)", "empty list")
-                out[name] = [_number(key, v, low, high, low_open) for v in value]
-            else:
-                out[name] = _number(key, value, low, high, low_open)
+        out[name] = _stage_value(key, table[name], spec)
     return out
+
+
+def _stage_value(key: str, value, spec):
+    names = spec.allowed_names()
+    if spec.what is None:
+        return _string(key, value, names)
+    if spec.what == "count":
+        return _int(key, value, 1)
+    if spec.what == "numbers":
+        if isinstance(value, str) and value in names:
+            return value
+        if not isinstance(value, list) or not value or not all(_is_number(v) and math.isfinite(v) for v in value):
+            allowed = "a list of finite numbers (one per state)" + (
+                ", or one of " + ", ".join(map(_show, names)) if names else "")
+            raise _error(key, value, allowed, "wrong type")
+        return [float(v) for v in value]
+    low, high, low_open = RANGES[spec.what]
+    if isinstance(value, list):
+        if not value:
+            raise _error(key, value, "a number, or a non-empty list of numbers (a grid axis)", "empty list")
+        return [_number(key, v, low, high, low_open) for v in value]
+    return _number(key, value, low, high, low_open)
 
 
 def _check_regime(table: dict) -> dict:
     table = _table("regime", table)
     if table.get("kind") != "pipeline":
-        return _check_stage("regime", table, tuple(STAGE_KEYS))
+        return _check_stage("regime", table, STAGES.names())
     _unknown("regime", table, ("kind", "stages"))
     stages = table.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -320,7 +309,7 @@ def _check_regime(table: dict) -> dict:
                      '[{ kind = "filter_top", score = "source", keep = 0.5 }, { kind = "keep_real", fraction = 0.1 }]',
                      "missing" if stages is None else f"wrong type: {_type_name(stages)}")
     return {"kind": "pipeline",
-            "stages": [_check_stage(f"regime.stages[{i}]", s, tuple(STAGE_KEYS)) for i, s in enumerate(stages)]}
+            "stages": [_check_stage(f"regime.stages[{i}]", s, STAGES.names()) for i, s in enumerate(stages)]}
 
 
 RUN_DEFAULTS = {"n_chains": 1000, "n_generations": 100, "n_samples": 100, "seed": 0}
