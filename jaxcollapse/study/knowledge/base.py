@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxcollapse._registry import same_definition
+
 KNOWLEDGE: dict[str, Knowledge] = {}
 
 
@@ -47,10 +49,11 @@ def register_knowledge(name: str):
         if not (isinstance(cls, type) and issubclass(cls, Knowledge)):
             raise TypeError(f"register_knowledge({name!r}) decorates a subclass of Knowledge, got {cls!r}")
         known = KNOWLEDGE.get(name)
-        if known is not None and type(known) is not cls:
+        # the same definition run again (a plugin file edited and imported anew) takes the name over
+        if known is not None and not same_definition(type(known), cls):
             raise ValueError(f"study knowledge for the family {name!r} is already registered "
                              f"({type(known).__name__})")
-        KNOWLEDGE[name] = known if known is not None else cls()
+        KNOWLEDGE[name] = known if type(known) is cls else cls()
         return cls
 
     return decorate
