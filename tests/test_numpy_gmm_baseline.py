@@ -2,7 +2,8 @@
 
 A speed ratio against it means something only if it does the same work: float64, chain by chain,
 the same iteration counts and parameters as GaussianMixture from the same start, with chains of
-different iteration counts in one batch (the active set at work).
+different iteration counts in one batch (the active set at work). The check against scikit-learn is the
+benchmark script's own and runs with the slow tests (pytest -m slow).
 """
 import importlib.util
 import pathlib
@@ -22,6 +23,7 @@ def numpy_gmm():
     return module
 
 
+@pytest.mark.slow
 def test_vectorised_em_equals_scikit_learn_chain_by_chain(numpy_gmm):
     from sklearn.mixture import GaussianMixture
 
