@@ -1,12 +1,12 @@
 """Simulation next to formula: for every run of a results directory, each metric the family has a
-closed form for (family.theory_curves), the chains' mean and its standard error beside the formula.
+closed form for (its study knowledge's theory_curves), the chains' mean and its standard error beside the formula.
 
     python experiments/theory_check.py results/regression [--generations 0 1 10 50]
 
 z = |mean - formula| / standard error; a correct engine gives z < 4 nearly always (with few chains
 and heavy tails the standard error itself is rough; for a ratio to the run's own generation-0 mean
-it leaves out the denominator's noise). Curves labelled "limit" are printed as one value, untested. Works for any family with
-theory_curves.
+it leaves out the denominator's noise). Curves labelled "limit" are printed as one value, untested. Works for any family whose
+study knowledge has theory_curves.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 
 import jaxcollapse as jc
 from jaxcollapse.study import config as config_lib
+from jaxcollapse.study.knowledge import knowledge_for
 
 
 def table(results, generations=None) -> list[str]:
@@ -28,7 +29,7 @@ def table(results, generations=None) -> list[str]:
         values = np.asarray(values, np.float64)
         if values.ndim != 2:
             continue
-        for curve, label in family.theory_curves(config, metric, np.arange(n_gen + 1)):
+        for curve, label in knowledge_for(family).theory_curves(family, config, metric, np.arange(n_gen + 1)):
             curve = np.broadcast_to(np.asarray(curve, np.float64), (n_gen + 1,))
             if "limit" in label:  # a limit is a reference, not a test
                 lines.append(f"  {metric}: {label} = {curve[-1]:.5g}")

@@ -34,14 +34,14 @@ def test_simulate_gmm_and_replay_one_chain(x64, init):
 def test_gmm_study_adds_l2_to_generation0_and_draws_contours(tmp_path_factory):
     from _studies import TINY_GMM, finished
 
-    from jaxcollapse import mixture_metrics, plots
+    from jaxcollapse import mixture_metrics, study
 
     results = jc.load(finished(tmp_path_factory, TINY_GMM).path)
     l2 = np.asarray(results.metrics["l2_to_generation0"])
     np.testing.assert_allclose(l2, mixture_metrics.l2_to_generation(results.params, 0), rtol=1e-12)
     assert l2.shape == (4, 4) and np.all(l2[:, 0] < 1e-12) and np.all(l2[:, 1:] > 1e-6)
     assert np.all(np.isfinite(results.metrics["heldout_loglik"]))
-    written = {p.name for p in plots.plot(results.path)}
+    written = {p.name for p in study.plot(results.path)}
     assert {"l2_to_generation0.png", "heldout_loglik.png", "snapshots.png"} <= written
 
 

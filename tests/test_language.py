@@ -18,6 +18,7 @@ from conftest import Z_MAX, z_score
 import jaxcollapse as jc
 from jaxcollapse import theory
 from jaxcollapse.datasets import CORPUS_SHA256, corpus_text, load_text
+from jaxcollapse.study.knowledge import knowledge_for
 
 TOPICS_3_11_7 = "/root/.pyenv/versions/3.11.7/lib/python3.11/pydoc_data/topics.py"
 P_TWO_SIDED_Z4 = 6.3e-5  # the two-sided p-value of z = 4, for tests that give p-values
@@ -103,8 +104,8 @@ def test_bad_input_raises_value_errors_naming_it(tmp_path):
         jc.simulate(jax.random.key(0), fam, jc.Source(data=text.train, heldout=text.heldout),
                     n_chains=1, n_generations=1, n_samples=10)
     with pytest.raises(ValueError, match="vocab_size = 104"):  # a study's source: more ids than the corpus has types
-        jc.NGram(order=2, vocab_size=200, block=8).source_from_table({})
-    assert fam.source_from_table({}).data.max() == 49  # a smaller vocab_size caps the vocabulary (<unk> = 0)
+        knowledge_for(fam).source_from_table(jc.NGram(order=2, vocab_size=200, block=8), {})
+    assert knowledge_for(fam).source_from_table(fam, {}).data.max() == 49  # a smaller vocab_size caps the vocabulary (<unk> = 0)
     with pytest.raises(ValueError, match="block"):
         jc.NGram(order=2, vocab_size=len(text.vocab), block=16).check_source(text.train)
 

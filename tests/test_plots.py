@@ -1,4 +1,4 @@
-"""Figures render headless (Agg), with theory overlays where a closed form applies."""
+"""Figures render headless (no pyplot backend chosen), with theory overlays where a closed form applies."""
 import subprocess
 import sys
 
@@ -8,8 +8,10 @@ from _studies import DICE, GAUSSIAN_SWEEP, finished
 from PIL import Image
 
 import jaxcollapse as jc
-from jaxcollapse import plots
+from jaxcollapse import study, theory
 from jaxcollapse.plots import core as plots_core
+from jaxcollapse.study import figures
+from jaxcollapse.study.knowledge import knowledge_for
 
 
 def _is_png(path):
@@ -26,7 +28,7 @@ def test_importing_plots_keeps_the_users_backend():
 
 def test_run_figures(tmp_path_factory):
     path = finished(tmp_path_factory, DICE).path
-    written = plots.plot(path)
+    written = study.plot(path)
     names = {p.name for p in written}
     assert {"entropy.png", "support_size.png", "collapse_times.png", "support_decay.png", "snapshots.png"} <= names
     assert all(_is_png(p) for p in written)
@@ -34,24 +36,22 @@ def test_run_figures(tmp_path_factory):
 
 def test_sweep_figures_and_gaussian_snapshots(tmp_path_factory):
     path = finished(tmp_path_factory, GAUSSIAN_SWEEP).path
-    written = plots.plot(path)
+    written = study.plot(path)
     names = {p.name for p in written}
     assert {"compare_std.png", "std.png", "mean_sq_error.png", "snapshots.png"} <= names
     assert all(_is_png(p) for p in written)
 
 
 def test_theory_overlay_matches_the_formula():
-    from jaxcollapse import theory
-
     config = {"family": {"name": "gaussian", "dim": 1, "ddof": 1}, "regime": {"kind": "replace"},
               "source": {"std": 2.0}, "run": {"n_samples": 10}}
     g = np.arange(5)
-    (curve, label), = plots_core.theory_curves(config, "std", g)
+    (curve, label), = figures.theory_curves(config, "std", g)
     np.testing.assert_allclose(curve, theory.gaussian_expected_std(g, 10, 2.0, 1))
-    assert plots_core.theory_curves({**config, "regime": {"kind": "accumulate"}}, "std", g) == []
+    assert figures.theory_curves({**config, "regime": {"kind": "accumulate"}}, "std", g) == []
     dice = {**config, "family": {"name": "categorical", "n_states": 3}, "source": {"probs": [0.2, 0.3, 0.5]}}
-    assert plots_core.theory_curves(dice, "entropy", g) == []
-    (curve, _), = plots_core.theory_curves(dice, "support_size", g)
+    assert figures.theory_curves(dice, "entropy", g) == []
+    (curve, _), = figures.theory_curves(dice, "support_size", g)
     np.testing.assert_allclose(curve, theory.categorical_expected_support(g, 10, [0.2, 0.3, 0.5]))
 
 
@@ -69,7 +69,7 @@ def test_2d_snapshots_draw_the_fitted_density():
            "covs": np.tile(np.eye(2) * 0.0025, (1, 2, 2, 1, 1))}
     gaussian = {"mean": gmm["means"][:, :, 0], "cov": gmm["covs"][:, :, 0]}
     for family, params in ((jc.GMM(2, dim=2), gmm), (jc.Gaussian(dim=2), gaussian)):
-        mixture = family.fitted_density_2d(params, 0, 1)
+        mixture = knowledge_for(family).fitted_density_2d(family, params, 0, 1)
         fig, ax = plt.subplots()
         plots_core.points_and_density(ax, x, mixture)
         contours = [c for c in ax.get_children() if isinstance(c, matplotlib.contour.ContourSet)]
@@ -77,5 +77,6 @@ def test_2d_snapshots_draw_the_fitted_density():
         lo, hi = ax.get_xlim()
         assert lo < 3.0 < hi and hi - lo < 1.0  # zoomed on the fit, not the origin
         plt.close(fig)
-    assert jc.Gaussian(dim=3).fitted_density_2d({"mean": np.zeros((1, 2, 3))}, 0, 1) is None
-    assert jc.GMM(2, dim=2).fitted_density_2d(None, 0, 0) is None
+    gaussian, gmm = jc.Gaussian(dim=3), jc.GMM(2, dim=2)
+    assert knowledge_for(gaussian).fitted_density_2d(gaussian, {"mean": np.zeros((1, 2, 3))}, 0, 1) is None
+    assert knowledge_for(gmm).fitted_density_2d(gmm, None, 0, 0) is None

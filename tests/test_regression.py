@@ -7,6 +7,7 @@ from conftest import Z_MAX, z_score
 
 import jaxcollapse as jc
 from jaxcollapse import theory
+from jaxcollapse.study.knowledge import knowledge_for
 
 COV = np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.0], [0.0, 0.0, 0.5]])   # not I: Sigma enters the two metrics differently
 T, D, G = 12, 3, 6
@@ -177,7 +178,7 @@ def test_risk_ratio_is_over_the_mean_generation_zero_risk():
     fam = jc.LinearRegression(dim=2, noise_std=1.0)
     src = fam.make_params(w=[1.0, 0.0])
     w = np.array([[[1.0, 0.0], [2.0, 0.0]], [[1.0, 1.0], [1.0, 3.0]]])  # [chain, generation, d]
-    out = fam.derived_metrics({"run": {}, "source": {}}, src, {"w": w})["risk_ratio"]
+    out = knowledge_for(fam).derived_metrics(fam, {"run": {}, "source": {}}, src, {"w": w})["risk_ratio"]
     np.testing.assert_allclose(out, [[0.0, 2.0], [2.0, 18.0]])   # risks [[0, 1], [1, 9]] over mean(0, 1)
 
 

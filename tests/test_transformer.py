@@ -15,6 +15,7 @@ from jaxcollapse.datasets import load_text
 from jaxcollapse.families import _decoding
 from jaxcollapse.families._transformer_net import DecoderLM, empty_cache
 from jaxcollapse.study import config
+from jaxcollapse.study.knowledge import knowledge_for
 
 BLOCK = 16
 N_TRAIN = 2048
@@ -212,7 +213,8 @@ def test_bad_sources_and_studies_raise():
         jc.simulate(jax.random.key(0), fam, jc.Source(data=text.train, heldout=text.heldout),
                     n_chains=1, n_generations=1, n_samples=64)
     with pytest.raises(ValueError, match="vocab_size = 104"):  # a study's source: more ids than the corpus has types
-        jc.Transformer(vocab_size=200, block=8, tokenizer="char").source_from_table({})
+        big = jc.Transformer(vocab_size=200, block=8, tokenizer="char")
+        knowledge_for(big).source_from_table(big, {})
     with pytest.raises(ValueError, match="batch_size"):
         jc.Transformer(vocab_size=len(text.vocab), block=8, batch_size=64).check_settings(32)
     with pytest.raises(ValueError, match="source"):

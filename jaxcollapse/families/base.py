@@ -21,7 +21,6 @@ import jax.numpy as jnp
 
 from jaxcollapse import _trace_modes
 from jaxcollapse._precision import full_float32
-from jaxcollapse.families.study_base import StudyKnowledge
 from jaxcollapse.types import FitInfo, Source
 
 REGISTRY: dict[str, type] = {}
@@ -60,7 +59,7 @@ class SufficientStats(Protocol):
     def fit_stats(self, stats) -> tuple[Any, FitInfo]: ...
 
 
-class FamilyBase(StudyKnowledge):
+class FamilyBase:
     """Defaults every built-in family shares (a family need not inherit it: the protocol is what counts)."""
 
     has_stats = False

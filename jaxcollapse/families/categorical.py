@@ -7,9 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from jaxcollapse import _checks
+from jaxcollapse import _checks, metrics
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
-from jaxcollapse.families.categorical_study import CategoricalStudy
 from jaxcollapse.types import FitInfo, Source
 
 
@@ -19,7 +18,7 @@ class CategoricalParams(NamedTuple):
 
 @register("categorical")
 @family(static=("n_states",))
-class Categorical(CategoricalStudy, FamilyBase):
+class Categorical(FamilyBase):
     """A die with `n_states` faces; points are integer states in [0, n_states).
 
     Sampler settings, applied by generate() (what a trained model emits; sample() stays exact),
@@ -111,8 +110,6 @@ class Categorical(CategoricalStudy, FamilyBase):
         return self.fit_stats(self.stats(x, w))
 
     def metrics(self, key, params: CategoricalParams, source: Source) -> dict:
-        from jaxcollapse import metrics
-
         del key  # closed forms
         out = {
             "entropy": metrics.entropy(params.probs),

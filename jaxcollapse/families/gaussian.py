@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse import _checks
+from jaxcollapse import _checks, metrics
 from jaxcollapse.families import log_cholesky
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
-from jaxcollapse.families.gaussian_study import GaussianStudy
 from jaxcollapse.families.standard_normal import standard_normal
 from jaxcollapse.types import FitInfo, Source
 
@@ -76,7 +75,7 @@ def _weighted_moments(x, w, count):
 
 @register("gaussian")
 @family(static=("dim", "ddof"))
-class Gaussian(GaussianStudy, FamilyBase):
+class Gaussian(FamilyBase):
     """N(mean, cov) in `dim` dimensions.
 
     ddof: 0 fits the MLE covariance, 1 the unbiased one.
@@ -238,8 +237,6 @@ class Gaussian(GaussianStudy, FamilyBase):
         return model, closed_form_info(model)
 
     def metrics(self, key, params, source: Source) -> dict:
-        from jaxcollapse import metrics
-
         del key  # closed forms
         model = self.model(params)
         out = {"log_det_cov": log_cholesky.log_det(model.log_diag),

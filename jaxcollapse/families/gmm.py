@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from jaxcollapse import _checks
+from jaxcollapse import _checks, metrics, mixture_metrics
 from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register, wrong_params
 from jaxcollapse.families.em import reductions
 from jaxcollapse.families.em.densities import MixtureParams, mean_log_lik, point_log_prob
@@ -16,7 +16,6 @@ from jaxcollapse.families.em.init import init_kmeans, init_random
 from jaxcollapse.families.em.loop import EMResult, LaneData, LoopState, em, lane_begin, lanes_step, running
 from jaxcollapse.families.em.loop import result as em_result
 from jaxcollapse.families.em.sampling import sample_mixture
-from jaxcollapse.families.gmm_study import GMMStudy
 from jaxcollapse.native import build as native_build
 from jaxcollapse.native import em as native_em
 from jaxcollapse.types import FitInfo, Source
@@ -35,7 +34,7 @@ class GMMParams(NamedTuple):
 
 @register("gmm")
 @family(static=("n_components", "dim", "covariance", "max_iter", "init", "kmeans_iter"))
-class GMM(GMMStudy, FamilyBase):
+class GMM(FamilyBase):
     """Mixture of `n_components` Gaussians in `dim` dimensions, fitted by EM.
 
     covariance: "full", "diag" or "spherical" (params always hold full [K, d, d] matrices).
@@ -227,8 +226,6 @@ class GMM(GMMStudy, FamilyBase):
         source's held-out real points (a parametric source draws heldout_size of them per chain,
         once, from the chain's key). L2 to generation 0 needs the whole history:
         mixture_metrics.l2_to_generation(res.params) (the CLI adds it as l2_to_generation0)."""
-        from jaxcollapse import metrics, mixture_metrics
-
         del key  # closed forms and fixed held-out points
         out = {
             "component_std": mixture_metrics.component_std(params),

@@ -17,7 +17,6 @@ from jax.scipy.special import logsumexp
 from jaxcollapse import _checks
 from jaxcollapse.families.base import FamilyBase, all_finite, family, register, wrong_params
 from jaxcollapse.families.gaussian import GaussianParams
-from jaxcollapse.families.kde_study import KDEStudy
 from jaxcollapse.types import FitInfo, Source
 
 MOONS_NODES = 512  # midpoint nodes per half circle: spacing pi/512 = 0.006, well below a noise >= 0.02
@@ -45,7 +44,7 @@ class MoonsParams(NamedTuple):
 
 @register("kde")
 @family(static=("dim",))
-class KDE(KDEStudy, FamilyBase):
+class KDE(FamilyBase):
     """Gaussian KDE with bandwidth h in `dim` dimensions: p(x) = sum_i w_i N(x; x_i, h^2 I).
 
     Sources: GaussianParams (a blob), MoonsParams (two moons, dim 2), KDEParams, or a data array.

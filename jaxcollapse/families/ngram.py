@@ -39,7 +39,6 @@ import numpy as np
 from jaxcollapse import _checks
 from jaxcollapse._prefix import doubling_sums, first_exceeding
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
-from jaxcollapse.families.ngram_study import NGramStudy
 from jaxcollapse.types import FitInfo, Source
 
 MAX_TABLE = 2**27  # count-table entries per chain (512 MiB of float32)
@@ -52,7 +51,7 @@ class NGramParams(NamedTuple):
 
 @register("ngram")
 @family(static=("order", "vocab_size", "block", "prompted", "n_eval", "tokenizer"))
-class NGram(NGramStudy, FamilyBase):
+class NGram(FamilyBase):
     """An n-gram model of `order` over `vocab_size` token ids; points are int32 blocks [block].
 
     order: n (1 = unigram: every token drawn from one distribution).

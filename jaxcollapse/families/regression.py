@@ -16,7 +16,6 @@ import numpy as np
 
 from jaxcollapse import _checks
 from jaxcollapse.families.base import FamilyBase, closed_form_info, family, register, wrong_params
-from jaxcollapse.families.regression_study import RegressionStudy
 from jaxcollapse.types import FitInfo, Source
 
 DESIGNS = ("fixed", "random")
@@ -53,7 +52,7 @@ class RegressionStats(NamedTuple):
 
 @register("linear_regression")
 @family(static=("dim", "design"))
-class LinearRegression(RegressionStudy, FamilyBase):
+class LinearRegression(FamilyBase):
     """y = x . w + noise in `dim` dimensions, refitted on its own labels.
 
     noise_std: the noise a trained model adds to the labels it makes (sigma_0 of Dohmatob et al.);

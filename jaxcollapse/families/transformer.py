@@ -37,7 +37,6 @@ from jaxcollapse.families import _decoding, _training
 from jaxcollapse.families._transformer_net import DecoderLM, empty_cache, init_params
 from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register
 from jaxcollapse.families.ngram import TOKENIZERS, check_token_blocks
-from jaxcollapse.families.transformer_study import TransformerStudy
 from jaxcollapse.types import FitInfo, Source
 
 MAX_VOCAB = 46_340  # bigram ids v * V + u must fit in int32 (the support metric sorts them)
@@ -57,7 +56,7 @@ class ModelParams(NamedTuple):
 @register("transformer")
 @family(static=("vocab_size", "block", "d_model", "n_heads", "n_layers", "epochs", "batch_size", "init",
                 "prompt_length", "decoding", "n_beams", "n_eval", "tokenizer"))
-class Transformer(TransformerStudy, FamilyBase):
+class Transformer(FamilyBase):
     """A decoder-only Transformer over `vocab_size` token ids; points are int32 blocks [block].
 
     vocab_size: V, token ids in [0, V).

@@ -1,35 +1,33 @@
-"""Figures of a results directory (matplotlib, Agg backend; the core never imports this file).
+"""Figures of a results directory (matplotlib without pyplot; the core never imports this file).
 
-plot(DIR) draws, for a run:
+For a run (jaxcollapse.study.plot(DIR) draws them all, with the family's study knowledge passed in):
     <metric>.png          fan chart over generations: median, 10-90% band across chains, the Monte
                           Carlo mean, and the closed form of jaxcollapse.theory where one applies
     collapse_times.png    histogram of the first generation at which the collapse rule holds
     support_decay.png     categorical: share of chains with each support size, per generation
     snapshots.png         the stored training points at the snapshot generations (2-D: with contours
                           of the fitted density when the parameters were recorded)
-and for a sweep, compare_<metric>.png: the runs' medians and bands, one panel per setting.
+and for a sweep, compare_<metric>.png: the runs' medians and bands, one panel per setting (plot_compare).
+The family's knowledge (closed forms, collapse rule, fitted density) comes in as arguments: plots read
+results and import nothing of jaxcollapse.study.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
 import numpy as np
 
+from jaxcollapse import mixture_metrics
+from jaxcollapse.families.gmm import GMMParams
 from jaxcollapse.plots._figure import colormap_colors, subplots
+from jaxcollapse.store import chains as store_chains
 from jaxcollapse.store import runs as io
-from jaxcollapse.study import analysis
-from jaxcollapse.study import config as config_lib
 
 BAND = (10, 90)
-
-
-# ---------------------------------------------------------------- theory overlays
-def theory_curves(config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-    """(values, label) of the family's closed forms that apply to this run's metric."""
-    return config_lib.make_family(config["family"]).theory_curves(config, metric, generations)
 
 
 # ---------------------------------------------------------------- pieces
@@ -37,8 +35,6 @@ def _bands(values):
     """10th, 50th, 90th percentiles and mean across chains, NaN (dropped chains) ignored; +-inf kept (they order)."""
     values = np.asarray(values, dtype=float)
     with np.errstate(all="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             low, median, high = np.nanpercentile(values, (BAND[0], 50, BAND[1]), axis=0)
@@ -61,7 +57,7 @@ def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True, 
     failed_from ([chains], -1 for none): a failed chain is left out from its failure generation on.
     """
     if failed_from is not None:
-        values = analysis.sound(values, failed_from)
+        values = store_chains.sound(values, failed_from)
     generations = np.arange(values.shape[1])
     low, median, high, mean = _bands(values)
     ax.fill_between(generations, low, high, color=color, alpha=0.25, linewidth=0,
@@ -80,7 +76,7 @@ def fan_chart(ax, values, *, label=None, color="C0", theory=(), show_mean=True, 
 def _chains_note(results: io.Results, failed_from) -> str:
     """'2,000 chains', or '1,998 of 2,000 chains at the last generation; 2 failed from g = 178 (left out from then on)'."""
     n = results.n_chains
-    failures = analysis.describe_failures(failed_from)
+    failures = store_chains.describe_failures(failed_from)
     if not failures:
         return f"{n:,} chains"
     kept = int(np.sum(np.asarray(failed_from) < 0))
@@ -89,7 +85,7 @@ def _chains_note(results: io.Results, failed_from) -> str:
 
 def _title(results: io.Results) -> str:
     config = results.config
-    described = analysis.describe_config(config)
+    described = store_chains.describe_config(config)
     if len(described) > 70:  # long family settings (VAE, GMM): the family and regime only
         described = f"{config['family']['name']}, {described.rsplit('), ', 1)[-1]}"
     return f"{results.name}: {described}, n = {config['run']['n_samples']}"
@@ -101,9 +97,10 @@ def _save(fig, path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- one run
-def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
+def plot_metric(results: io.Results, metric: str, path: Path, theory=()) -> Path:
+    """The fan chart of one metric; theory: (values, label) of closed forms drawn over it (one value per chain)."""
     values = np.asarray(results.metrics[metric])
-    failed_from = analysis.failure_generations(results)
+    failed_from = store_chains.failure_generations(results)
     fig, ax = subplots(figsize=(6.4, 4.0))
     if values.ndim == 3:  # one value per component (GMM): a fan per index
         drawn = []
@@ -111,8 +108,7 @@ def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
             drawn += fan_chart(ax, values[:, :, k], label=f"{metric}[{k}] median", color=f"C{k}", show_mean=False,
                                failed_from=failed_from)
     else:
-        curves = theory_curves(results.config, metric, np.arange(values.shape[1]))
-        drawn = fan_chart(ax, values, theory=curves, failed_from=failed_from)
+        drawn = fan_chart(ax, values, theory=theory, failed_from=failed_from)
     if _log_apt(*drawn):
         ax.set_yscale("log")
     ax.set_xlabel("generation")
@@ -126,8 +122,8 @@ def plot_metric(results: io.Results, metric: str, path: Path) -> Path:
 def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | None:
     if rule.get("metric") not in results.metrics:
         return None
-    failed_from = analysis.failure_generations(results)
-    times = analysis.collapse_times(results.metrics[rule["metric"]], rule, failed_from)
+    failed_from = store_chains.failure_generations(results)
+    times = store_chains.collapse_times(results.metrics[rule["metric"]], rule, failed_from)
     done = times[times >= 0]
     fig, ax = subplots(figsize=(6.4, 4.0))
     if done.size:
@@ -135,7 +131,7 @@ def plot_collapse_times(results: io.Results, rule: dict, path: Path) -> Path | N
         ax.hist(done, bins=bins, color="C3", alpha=0.8)
         ax.axvline(np.median(done), color="k", ls="--", lw=1, label=f"median {np.median(done):g}")
         ax.legend(fontsize=8, frameon=False)
-    ax.set_xlabel(f"collapse time: first generation with {analysis.describe_rule(rule)}")
+    ax.set_xlabel(f"collapse time: first generation with {store_chains.describe_rule(rule)}")
     ax.set_ylabel("chains")
     never = int(np.sum(times < 0))
     n_failed = int(np.sum(failed_from >= 0))
@@ -166,8 +162,9 @@ def plot_support_decay(results: io.Results, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | None:
-    """The training points at the snapshot generations, drawn according to their shape."""
+def plot_snapshots(results: io.Results, path: Path, chains: int = 20, fitted_density=None) -> Path | None:
+    """The training points at the snapshot generations, drawn according to their shape; 2-D points with the
+    contours of fitted_density(params, chain, generation) -> (weights, means, covs) or None, where given."""
     if results.snapshots is None or not results.snapshot_at:
         return None
     samples, gens = np.asarray(results.snapshots), results.snapshot_at
@@ -197,8 +194,7 @@ def plot_snapshots(results: io.Results, path: Path, chains: int = 20) -> Path | 
         ax.set_ylabel("density")
         ax.legend(fontsize=8, frameon=False)
     elif point_shape == (2,):
-        family = config_lib.make_family(results.config["family"])
-        fitted = [family.fitted_density_2d(results.params, 0, g) for g in gens]
+        fitted = [None if fitted_density is None else fitted_density(results.params, 0, g) for g in gens]
         shared = not any(m is not None for m in fitted)  # with fits each panel zooms with its fit
         fig, axes = subplots(1, k, figsize=(2.8 * k, 2.8), sharex=shared, sharey=shared, squeeze=False)
         for ax, j, g in zip(axes[0], range(k), gens):
@@ -234,9 +230,6 @@ def points_and_density(ax, x, mixture=None, *, half=None):
     ax.tick_params(labelsize=6)
     if mixture is None:
         return
-    from jaxcollapse import mixture_metrics
-    from jaxcollapse.families.gmm import GMMParams
-
     weights, means, covs = mixture
     centre = x.mean(0)
     if half is None:
@@ -252,25 +245,6 @@ def points_and_density(ax, x, mixture=None, *, half=None):
     ax.set_ylim(centre[1] - half, centre[1] + half)
 
 
-def plot_run(path) -> list[Path]:
-    """Every figure of one run's directory, into DIR/figures/."""
-    results = io.Results(path)
-    figures = Path(path) / "figures"
-    figures.mkdir(exist_ok=True)
-    written = []
-    for metric, values in results.metrics.items():
-        if np.ndim(values) == 2 or (np.ndim(values) == 3 and np.shape(values)[2] <= 8):
-            written.append(plot_metric(results, metric, figures / f"{metric}.png"))
-    rule = analysis.collapse_rule(results.config)
-    extra = [plot_collapse_times(results, rule, figures / "collapse_times.png") if rule else None,
-             plot_support_decay(results, figures / "support_decay.png"),
-             plot_snapshots(results, figures / "snapshots.png")]
-    extra += config_lib.make_family(results.config["family"]).figures(results, figures)
-    from jaxcollapse.plots import quality as plots_quality  # filters, curation, feedback: phase diagram, reward curve, real share
-
-    return written + [p for p in extra if p is not None] + plots_quality.plot_run(results)
-
-
 # ---------------------------------------------------------------- sweeps
 def _label(value) -> str:
     if isinstance(value, dict):
@@ -278,8 +252,8 @@ def _label(value) -> str:
     return str(value)
 
 
-def plot_sweep(path) -> list[Path]:
-    """compare_<metric>.png: lines = the last swept key, panels = the other swept keys' combinations."""
+def plot_compare(path) -> list[Path]:
+    """A sweep's compare_<metric>.png: lines = the last swept key, panels = the other swept keys' combinations."""
     sweep = io.Sweep(path)
     figures = Path(path) / "figures"
     figures.mkdir(exist_ok=True)
@@ -300,8 +274,8 @@ def plot_sweep(path) -> list[Path]:
         for ax, (panel, names) in zip(axes.ravel(), panels.items()):
             drawn = []
             for i, name in enumerate(names):
-                failed_from = analysis.failure_generations(sweep[name])
-                failures = analysis.describe_failures(failed_from)
+                failed_from = store_chains.failure_generations(sweep[name])
+                failures = store_chains.describe_failures(failed_from)
                 failed_runs += [f"{name}: {failures}"] if failures and metric == metrics[0] else []
                 drawn += fan_chart(ax, np.asarray(sweep[name].metrics[metric]), label=_label(settings[name][line_key]),
                                    color=f"C{i}", show_mean=False, failed_from=failed_from)
@@ -321,18 +295,4 @@ def plot_sweep(path) -> list[Path]:
                      f"({note}; a failed chain is left out from its failure generation on)", fontsize=10)
         fig.tight_layout()
         written.append(_save(fig, figures / f"compare_{metric}.png"))
-    from jaxcollapse.plots import quality as plots_quality
-
-    return written + plots_quality.plot_sweep(path)
-
-
-def plot(path) -> list[Path]:
-    """All figures of a results directory (a run or a sweep)."""
-    path = Path(path)
-    if (path / "study.json").exists():
-        sweep = io.Sweep(path)
-        written = []
-        for name in sweep:
-            written += plot_run(path / name)
-        return written + plot_sweep(path)
-    return plot_run(path)
+    return written

@@ -8,8 +8,9 @@
     feedback_trace  adaptive_real: the real share used and the degradation seen, per generation,
                     against fixed keep_real fractions and the tolerance
 
-plot_run(results) and plot_sweep(path) pick the figures that apply to a results directory; the
-functions below take plain arrays so a notebook can call them too.
+plot_run(results, rule, grid) and plot_sweep(path, regime_grid) pick the figures that apply to a results
+directory (the study passes in its collapse rule and [regime] grid); the functions below take plain arrays
+so a notebook can call them too.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import matplotlib.colors
 import numpy as np
 
 from jaxcollapse.plots._figure import colormap_colors, subplots
+from jaxcollapse.store import chains as store_chains
+from jaxcollapse.store import runs as io
+from jaxcollapse.theory import quality as theory_quality
 
 BAND = (10, 90)
 
@@ -237,29 +241,26 @@ def final_distance(results) -> tuple[str, np.ndarray] | None:
     return None
 
 
-def plot_run(results) -> list[Path]:
-    """The quality figures that apply to one run (none for a run without quality stages or a grid)."""
-    from jaxcollapse import study as study_lib
-    from jaxcollapse.study.build import regime_grid
-
+def plot_run(results, rule: dict, grid) -> list[Path]:
+    """The quality figures that apply to one run (none for a run without quality stages or a grid); rule: its
+    collapse rule ({} for none), grid: its [regime] grid (axes [(key, values)], cells [n_chains, n_axes])."""
     config, figures = results.config, Path(results.path) / "figures"
     figures.mkdir(exist_ok=True)
     written = []
-    axes, cells = regime_grid(config)
+    axes, cells = grid
     name = results.name
     if len(axes) == 2 and final_distance(results):
         metric, final = final_distance(results)
-        rule = study_lib.collapse_rule(config)
         times = None
         if rule and rule["metric"] in results.metrics:
-            times = study_lib.collapse_times(results.metrics[rule["metric"]], rule)
+            times = store_chains.collapse_times(results.metrics[rule["metric"]], rule)
         per_cell = results.n_chains // (len(axes[0][1]) * len(axes[1][1]))
         family = ", ".join(f"{k}={v}" for k, v in config["family"].items() if k != "name")
         title = (f"{name}: {config['family']['name']}({family}), {describe_regime(config)}, n = {config['run']['n_samples']}, "
                  f"{results.n_generations} generations; {per_cell} chains per cell, one vmapped run")
         written.append(phase_diagram(figures / "phase_diagram.png", cells, axes, final,
                                      distance_label=f"{metric} at generation {results.n_generations}", times=times,
-                                     rule=study_lib.describe_rule(rule) if times is not None else "", title=title))
+                                     rule=store_chains.describe_rule(rule) if times is not None else "", title=title))
     stages = _stages(config)
     curate = next((s for s in stages if s["kind"] == "curate"), None)
     if curate is not None and results.params is not None and "probs" in results.params:
@@ -273,8 +274,6 @@ def plot_run(results) -> list[Path]:
 
 
 def _curation_figure(results, curate, axes, cells, path):
-    from jaxcollapse import theory
-
     reward = np.asarray(curate["reward"])
     probs = np.asarray(results.params["probs"], float)
     source = np.asarray(results.config["source"].get("probs", np.full(probs.shape[-1], 1.0 / probs.shape[-1])))
@@ -285,20 +284,18 @@ def _curation_figure(results, curate, axes, cells, path):
     for i, f in enumerate(fractions):
         label = "curated" if fraction_axis is None else f"keep_real {f:g}"
         groups.append((label, np.ones(len(probs), bool) if fraction_axis is None else cells[:, fraction_axis] == i))
-        recursion = theory.curation_recursion(source, reward, curate["k"], results.n_generations, fraction=f)
-        rewards[label], argmax[label] = theory.expected_reward(recursion, reward), recursion[:, best]
-    panels = [(theory.expected_reward(probs, reward), r"expected reward $E_{p_t}[r]$", rewards),
+        recursion = theory_quality.curation_recursion(source, reward, curate["k"], results.n_generations, fraction=f)
+        rewards[label], argmax[label] = theory_quality.expected_reward(recursion, reward), recursion[:, best]
+    panels = [(theory_quality.expected_reward(probs, reward), r"expected reward $E_{p_t}[r]$", rewards),
               (probs[..., best], f"$p_t$(state {best}), the reward's argmax", argmax)]
     return reward_curve(path, panels, groups,
                         title=f"{results.name}: each point the softmax(reward) pick of k = {curate['k']} candidates, "
                               f"reward per state {reward.tolist()}, n = {results.config['run']['n_samples']}")
 
 
-def plot_sweep(path) -> list[Path]:
-    """A sweep holding an adaptive_real run and fixed keep_real runs: the feedback comparison figure."""
-    from jaxcollapse.store import runs as io
-    from jaxcollapse.study.build import regime_grid
-
+def plot_sweep(path, regime_grid) -> list[Path]:
+    """A sweep holding an adaptive_real run and fixed keep_real runs: the feedback comparison figure;
+    regime_grid(config) -> (axes, cells), each fixed run's [regime] grid."""
     sweep = io.Sweep(path)
     adaptive = [r for r in sweep.values() if "real_share" in r.metrics]
     fixed = [r for r in sweep.values() if r.config["regime"]["kind"] == "keep_real"]

@@ -1,101 +1,49 @@
-"""Host-side analysis of finished runs: derived metrics, collapse rules and times, summaries."""
+"""Host-side analysis of finished runs: derived metrics and the collapse rule (from the family's study
+knowledge), and a run's summary. The chain-by-chain readings (failures, collapse times) are store.chains'."""
 from __future__ import annotations
 
 import numpy as np
 
 from jaxcollapse.store import runs as io
+from jaxcollapse.store.chains import (
+    collapse_times,
+    describe_config,
+    describe_failures,
+    describe_rule,
+    dropped,
+    failure_generations,
+    nan_median,
+    sound,
+)
+from jaxcollapse.study import config as config_lib
+from jaxcollapse.study.knowledge import knowledge_for
 
-
-def _family(config: dict):
-    from jaxcollapse.study import config as config_lib
-
-    return config_lib.make_family(config["family"])
+__all__ = ["collapse_rule", "collapse_times", "derived_metrics", "derived_names", "describe_config", "describe_failures",
+           "describe_rule", "dropped", "failure_generations", "nan_median", "sound", "summary"]
 
 
 def derived_names(config: dict) -> list[str]:
     """Metrics the run's family derives from its parameter histories after the run."""
-    return _family(config).derived_names(config)
+    family = config_lib.make_family(config["family"])
+    return knowledge_for(family).derived_names(family, config)
 
 
 def derived_metrics(config: dict, family, source, params) -> dict:
     """The family's derived metrics (e.g. Gaussian std, GMM L2 to generation 0) from parameter histories."""
-    if params is None or not family.derived_names(config):
+    knowledge = knowledge_for(family)
+    if params is None or not knowledge.derived_names(family, config):
         return {}
     if not isinstance(params, dict):
         params = params._asdict()
-    return family.derived_metrics(config, source, params)
+    return knowledge.derived_metrics(family, config, source, params)
 
 
 def collapse_rule(config: dict) -> dict:
     """The [collapse] table, or the family's default rule (dice: support size 1; Gaussian d = 1: std < 0.1 sigma)."""
     if config["collapse"]:
         return config["collapse"]
-    return _family(config).collapse_rule(config)
-
-
-def collapse_times(values, rule: dict, failed_from=None) -> np.ndarray:
-    """[chains] first generation at which the metric crosses the threshold; -1 if it never does.
-
-    failed_from ([chains], -1 for none, see failure_generations): a failed chain counts as collapsed at
-    its failure generation if it had not crossed before (a degenerate model is a collapsed one).
-    """
-    values = np.asarray(values)
-    with np.errstate(invalid="ignore"):
-        crossed = values < rule["below"] if "below" in rule else values > rule["above"]
-    crossed = crossed.reshape(crossed.shape[0], crossed.shape[1], -1).all(axis=-1)
-    times = np.where(crossed.any(axis=1), crossed.argmax(axis=1), -1)
-    if failed_from is not None:
-        failed_from = np.asarray(failed_from)
-        earlier = (failed_from >= 0) & ((times < 0) | (failed_from < times))
-        times = np.where(earlier, failed_from, times)
-    return times
-
-
-def failure_generations(results) -> np.ndarray:
-    """[chains] first generation whose fit failed (a non-finite or degenerate model: info.finite False); -1 if none."""
-    info = getattr(results, "info", None)
-    finite = getattr(info, "finite", None) if not isinstance(info, dict) else info.get("finite")
-    if finite is None:
-        return np.full(results.n_chains, -1)
-    bad = ~np.asarray(finite, bool).reshape(results.n_chains, -1)
-    return np.where(bad.any(axis=1), bad.argmax(axis=1), -1)
-
-
-def dropped(failed_from, n_generations: int) -> np.ndarray:
-    """[chains, n_generations + 1] True from each failed chain's failure generation on."""
-    failed_from = np.asarray(failed_from)
-    generations = np.arange(n_generations + 1)
-    return (failed_from[:, None] >= 0) & (generations[None, :] >= failed_from[:, None])
-
-
-def sound(values, failed_from) -> np.ndarray:
-    """values [chains, generations, ...] as float, NaN from each failed chain's failure generation on."""
-    values = np.array(values, dtype=float)
-    values[dropped(failed_from, values.shape[1] - 1)] = np.nan
-    return values
-
-
-def describe_failures(failed_from) -> str:
-    """'2 failed from g = 178' (the first failure; ', the last at g = ...' when they differ), or ''."""
-    failed = np.asarray(failed_from)[np.asarray(failed_from) >= 0]
-    if failed.size == 0:
-        return ""
-    first, last = int(failed.min()), int(failed.max())
-    return f"{failed.size:,} failed from g = {first:,}" + (f", the last at g = {last:,}" if last > first else "")
-
-
-def nan_median(values, axis=0):
-    """Median ignoring NaN (dropped chains); an all-NaN slice gives NaN without a warning."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(values, axis=axis)
-
-
-def describe_rule(rule: dict) -> str:
-    side, sign = ("below", "<") if "below" in rule else ("above", ">")
-    return f"{rule['metric']} {sign} {rule[side]:g}"
+    family = config_lib.make_family(config["family"])
+    return knowledge_for(family).collapse_rule(family, config)
 
 
 def summary(results: "io.Results", max_metrics: int = 4) -> str:
@@ -139,9 +87,3 @@ def summary(results: "io.Results", max_metrics: int = 4) -> str:
     lines.append(f"{manifest['wall_seconds']:.1f} s, {manifest['chain_generations_per_second']:.3g} "
                  f"chain-generations/s on {manifest['backend']}")
     return "\n".join(lines)
-
-def describe_config(config: dict) -> str:
-    family = {k: v for k, v in config["family"].items() if k != "name"}
-    settings = ", ".join(f"{k}={v}" for k, v in family.items())
-    regime = config["regime"]["kind"] + (f"({config['regime']['fraction']})" if "fraction" in config["regime"] else "")
-    return f"{config['family']['name']}({settings}), {regime}"

@@ -7,11 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from jaxcollapse import datasets
+from jaxcollapse.engine import ChainProgram
 from jaxcollapse.stages import STAGES, pipeline, toml_keys
 from jaxcollapse.study import config as config_lib
 from jaxcollapse.study import footprint
 from jaxcollapse.study.analysis import derived_names
 from jaxcollapse.study.config import ConfigError
+from jaxcollapse.study.knowledge import knowledge_for
+from jaxcollapse.types import Source
 
 
 @dataclasses.dataclass
@@ -32,7 +36,7 @@ class Plan:
 
 def _source(config: dict, family):
     """The run's source from its checked [source] table: a data file, a built-in dataset, or the
-    family's own params (family.source_from_table)."""
+    family's own params (its study knowledge's source_from_table)."""
     table = dict(config["source"])
     if "data" in table:
         loaded = np.load(table["data"], allow_pickle=False)
@@ -45,13 +49,10 @@ def _source(config: dict, family):
                 raise ConfigError(f"source.key = {key!r}; allowed: one of {keys} (the arrays in {table['data']})")
             return data[key]
     if "dataset" in table:
-        from jaxcollapse import datasets
-        from jaxcollapse.types import Source
-
         train, heldout = datasets.load_digits(seed=table.get("split_seed", 0))
         return Source(data=train, heldout=heldout)
     try:
-        return family.source_from_table(table)
+        return knowledge_for(family).source_from_table(family, table)
     except TypeError as err:
         raise ConfigError(f"[source] {err}; the keys of [source] are the arguments of the "
                           f"{config['family']['name']} family's make_params") from None
@@ -105,8 +106,6 @@ def _record(config: dict, family):
 
 def build(name: str, config: dict, devices=None):
     """A Plan for one checked config; every ValueError becomes a ConfigError naming its key."""
-    from jaxcollapse.engine import ChainProgram
-
     family = config_lib.make_family(config["family"])
     source = _source(config, family)
     run = config["run"]

@@ -11,22 +11,25 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import jax
+import jaxlib
 import numpy as np
+from jax.experimental import multihost_utils
 
+import jaxcollapse
+from jaxcollapse.engine import ChainState
+from jaxcollapse.progress import Progress
 from jaxcollapse.store import checkpoints
 from jaxcollapse.store import runs as io
+from jaxcollapse.store.folder import ResultsFolder
 from jaxcollapse.study import config as config_lib
+from jaxcollapse.study import figures
 from jaxcollapse.study.analysis import derived_metrics, describe_config
 from jaxcollapse.study.build import Plan, default_chunk, plan_study, run_digest
 from jaxcollapse.study.config import ConfigError
 
 
 def environment() -> dict:
-    import jax
-    import jaxlib
-
-    import jaxcollapse
-
     return {
         "jaxcollapse": jaxcollapse.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
         "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
@@ -43,10 +46,6 @@ def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk
     After each chunk its records and the changed parts of the carry go to folder/checkpoint/
     (O(chunk)); the records are merged once, at the end. Returns the chain.Result and the manifest.
     """
-    import jax
-
-    from jaxcollapse.engine import ChainState
-
     program, run = plan.program, plan.config["run"]
     n_generations = run["n_generations"]
     chunk = chunk_size or run.get("chunk_size") or default_chunk(n_generations)
@@ -124,11 +123,7 @@ def _without_scratch(program, carry):
 
 def _sync(name: str) -> None:
     """Wait for every process (after process 0 wrote what the others read next); nothing on one process."""
-    import jax
-
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 
@@ -163,11 +158,6 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
     simulate); after jax.distributed.initialize() every process runs this with the same arguments,
     all compute and process 0 writes.
     """
-    import jax
-
-    from jaxcollapse.progress import Progress
-    from jaxcollapse.store.folder import ResultsFolder
-
     log = log or (lambda message: None)
     writer = jax.process_index() == 0
     study = Path(study)
@@ -214,9 +204,9 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
                 bar.close()
             results[plan.label] = io.Results(path)
             if plots and writer:
-                _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots.core").plots.core.plot_run(path)), log)
+                _plot_quietly(lambda: folder.adopt(figures.plot_run(path)), log)
         if plots and sweep and writer:
-            _plot_quietly(lambda: folder.adopt(__import__("jaxcollapse.plots.core").plots.core.plot_sweep(out)), log)
+            _plot_quietly(lambda: folder.adopt(figures.plot_sweep(out)), log)
         return StudyOutcome(out, plans, results, skipped, folder.written if writer else [])
     finally:
         if folder is not None:

@@ -11,6 +11,8 @@ A family of one's own declares its knowledge (optional) beside it::
 
 and the study code asks knowledge_for(family).collapse_rule(family, config).
 """
+# the built-in families' knowledge: importing each module registers it
+from jaxcollapse.study.knowledge import categorical, gaussian, gmm, kde, ngram, regression, transformer  # noqa: F401
 from jaxcollapse.study.knowledge.base import (
     KNOWLEDGE,
     Knowledge,

@@ -1,5 +1,5 @@
 """The Gaussian family's study knowledge: source from std/cov, derived std / mean error / det ratio,
-the collapse rule std < 0.1 sigma, and the closed forms of jaxcollapse.theory over its figures.
+the collapse rule std < 0.1 sigma, and the closed forms of jaxcollapse.theory.gaussian over its figures.
 
 The derived metrics come from the recorded covariance, a float32 matrix that underflows for a deeply
 collapsed chain (std below ~1e-19 reads 0); the engine's log_var and log_det_cov are exact at any depth."""
@@ -9,31 +9,33 @@ import math
 
 import numpy as np
 
-from jaxcollapse.families.study_base import StudyKnowledge, parametric_source, recorded
+from jaxcollapse.study.knowledge.base import Knowledge, parametric_source, recorded, register_knowledge
+from jaxcollapse.theory import gaussian as theory
 
 
-class GaussianStudy(StudyKnowledge):
-    def source_from_table(self, table: dict):
+@register_knowledge("gaussian")
+class GaussianKnowledge(Knowledge):
+    def source_from_table(self, family, table: dict):
         table = dict(table)
         std = table.pop("std", None)
         if std is not None and "cov" in table:
             raise ValueError(f"std = {std!r}: give either source.std or source.cov, not both")
-        table.setdefault("mean", [0.0] * self.dim)
+        table.setdefault("mean", [0.0] * family.dim)
         if "cov" not in table:
             std = 1.0 if std is None else std
-            table["cov"] = (std ** 2 * np.eye(self.dim)).tolist()
-        return self.make_params(**table)
+            table["cov"] = (std ** 2 * np.eye(family.dim)).tolist()
+        return family.make_params(**table)
 
-    def derived_names(self, config: dict) -> list[str]:
+    def derived_names(self, family, config: dict) -> list[str]:
         if not recorded(config, ("mean", "cov")):
             return []
-        names = ["std"] if self.dim == 1 else []
+        names = ["std"] if family.dim == 1 else []
         if parametric_source(config):
             names += ["mean_sq_error", "det_ratio"]
         return names
 
-    def derived_metrics(self, config: dict, source, params: dict) -> dict:
-        names = self.derived_names(config)
+    def derived_metrics(self, family, config: dict, source, params: dict) -> dict:
+        names = self.derived_names(family, config)
         mean, cov = np.asarray(params["mean"]), np.asarray(params["cov"])
         out = {}
         if "std" in names:
@@ -46,19 +48,17 @@ class GaussianStudy(StudyKnowledge):
             out["det_ratio"] = np.exp(logdet - logdet0).astype(cov.dtype)
         return out
 
-    def collapse_rule(self, config: dict) -> dict:
-        if "std" not in self.derived_names(config):
+    def collapse_rule(self, family, config: dict) -> dict:
+        if "std" not in self.derived_names(family, config):
             return {}
-        return {"metric": "std", "below": 0.1 * _source_cov(config, self.dim)[0, 0] ** 0.5}
+        return {"metric": "std", "below": 0.1 * _source_cov(config, family.dim)[0, 0] ** 0.5}
 
-    def theory_curves(self, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-        from jaxcollapse import theory
-
-        if not parametric_source(config) or self.lam != 1.0 or self.reg_covar != 0.0:
+    def theory_curves(self, family, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
+        if not parametric_source(config) or family.lam != 1.0 or family.reg_covar != 0.0:
             return []
         regime = config["regime"]["kind"]
         g = np.asarray(generations, dtype=float)
-        m, dim, ddof = config["run"]["n_samples"], self.dim, self.ddof
+        m, dim, ddof = config["run"]["n_samples"], family.dim, family.ddof
         cov = _source_cov(config, dim)
         curves = []
         if regime == "replace":
@@ -83,8 +83,8 @@ class GaussianStudy(StudyKnowledge):
             curves.append((theory.mvn_accumulate_mean_sq_error_bound(g, m, np.trace(cov)), "theory: upper bound"))
         return curves
 
-    def fitted_density_2d(self, params: dict | None, chain: int, generation: int):
-        if not params or not {"mean", "cov"} <= set(params) or self.dim != 2:
+    def fitted_density_2d(self, family, params: dict | None, chain: int, generation: int):
+        if not params or not {"mean", "cov"} <= set(params) or family.dim != 2:
             return None
         mean, cov = (np.asarray(params[name][chain, generation], np.float64) for name in ("mean", "cov"))
         return np.ones(1), mean[None], cov[None]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxcollapse.families.study_base import StudyKnowledge, parametric_source, recorded
+from jaxcollapse.study.knowledge.base import Knowledge, parametric_source, recorded, register_knowledge
+from jaxcollapse.theory import regression as tr
 
 
-class RegressionStudy(StudyKnowledge):
-    def source_from_table(self, table: dict):
+@register_knowledge("linear_regression")
+class RegressionKnowledge(Knowledge):
+    def source_from_table(self, family, table: dict):
         """[source]: w (default: ones / sqrt(d)), cov or std (covariates N(0, std^2 I)), noise_std,
         synthetic_shift or shift_norm (a shift of that length along ones / sqrt(d)), synthetic_share."""
         table = dict(table)
@@ -17,48 +19,46 @@ class RegressionStudy(StudyKnowledge):
         if std is not None and "cov" in table:
             raise ValueError(f"std = {std!r}: give either source.std or source.cov, not both")
         if std is not None:
-            table["cov"] = (std ** 2 * np.eye(self.dim)).tolist()
+            table["cov"] = (std ** 2 * np.eye(family.dim)).tolist()
         norm = table.pop("shift_norm", None)
         if norm is not None and "synthetic_shift" in table:
             raise ValueError(f"shift_norm = {norm!r}: give either source.shift_norm or source.synthetic_shift")
         if norm is not None:
-            table["synthetic_shift"] = (norm * _unit(self.dim)).tolist()
-        table.setdefault("w", _unit(self.dim).tolist())
-        return self.make_params(**table)
+            table["synthetic_shift"] = (norm * _unit(family.dim)).tolist()
+        table.setdefault("w", _unit(family.dim).tolist())
+        return family.make_params(**table)
 
-    def derived_names(self, config: dict) -> list[str]:
+    def derived_names(self, family, config: dict) -> list[str]:
         return ["risk_ratio"] if recorded(config, ("w",)) and parametric_source(config) else []
 
-    def derived_metrics(self, config: dict, source, params: dict) -> dict:
+    def derived_metrics(self, family, config: dict, source, params: dict) -> dict:
         """risk_ratio: each chain's excess risk over the mean generation-0 excess risk of the run's chains,
         so its chain mean is E R_g / E R_0 (a per-chain ratio R_g / R_0 would be heavy-tailed)."""
         error = np.asarray(params["w"], np.float64) - np.asarray(source.w, np.float64)
         risk = np.einsum("cgd,de,cge->cg", error, np.asarray(source.cov, np.float64), error)
         return {"risk_ratio": (risk / risk[:, 0].mean()).astype(np.asarray(params["w"]).dtype)}
 
-    def theory_curves(self, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-        from jaxcollapse.theory import regression as tr
-
+    def theory_curves(self, family, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
         source = config["source"]
-        if (not parametric_source(config) or self.ridge != 0.0 or source.get("synthetic_share", 0.0) != 0.0
+        if (not parametric_source(config) or family.ridge != 0.0 or source.get("synthetic_share", 0.0) != 0.0
                 or metric not in ("excess_risk", "param_error", "risk_ratio")):
             return []
         regime = config["regime"]["kind"]
         if regime not in ("replace", "accumulate"):
             return []
         g = np.asarray(generations, dtype=float)
-        t, d = config["run"]["n_samples"], self.dim
+        t, d = config["run"]["n_samples"], family.dim
         if t <= d + 1:
             return []
         cov = _cov(source, d)
         per_fit = float(np.trace(np.linalg.inv(cov))) if metric == "param_error" else float(d)
-        args = dict(n_samples=t, dim=d, noise_std=self.noise_std, real_noise_std=source.get("noise_std", self.noise_std),
+        args = dict(n_samples=t, dim=d, noise_std=family.noise_std, real_noise_std=source.get("noise_std", family.noise_std),
                     per_fit=per_fit)
         if regime == "replace":
             value = tr.ols_replace_expected_error(g, **args)
             label = r"theory $(\sigma_r^2 + g\sigma^2)\,d/(T-d-1)$"
         else:
-            value = tr.ols_accumulate_expected_error(g, design=self.design, **args)
+            value = tr.ols_accumulate_expected_error(g, design=family.design, **args)
             label = r"theory, $\sum_k 1/k^2$ pathway"
         if metric != "risk_ratio":
             return [(value, label)]

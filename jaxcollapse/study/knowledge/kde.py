@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxcollapse.families.study_base import StudyKnowledge, parametric_source
+from jaxcollapse.study.knowledge.base import Knowledge, parametric_source, register_knowledge
+from jaxcollapse.theory import kde as theory_kde
 
 
-class KDEStudy(StudyKnowledge):
-    def source_from_table(self, table: dict):
+@register_knowledge("kde")
+class KDEKnowledge(Knowledge):
+    def source_from_table(self, family, table: dict):
         """[source]: moons_noise = s (two moons, dim 2), or a blob: mean, and cov or std (default N(0, I))."""
         table = dict(table)
         if "moons_noise" in table:
             extra = sorted(set(table) - {"moons_noise"})
             if extra:
                 raise ValueError(f"moons_noise = {table['moons_noise']!r}: two moons take no other keys, got {extra}")
-            return self.make_moons(table["moons_noise"])
+            return family.make_moons(table["moons_noise"])
         std = table.pop("std", None)
         if std is not None and "cov" in table:
             raise ValueError(f"std = {std!r}: give either source.std or source.cov, not both")
         if std is not None:
-            table["cov"] = (std ** 2 * np.eye(self.dim)).tolist()
-        return self.make_blob(**table)
+            table["cov"] = (std ** 2 * np.eye(family.dim)).tolist()
+        return family.make_blob(**table)
 
-    def theory_curves(self, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
-        from jaxcollapse.theory import kde as theory_kde
-
+    def theory_curves(self, family, config: dict, metric: str, generations) -> list[tuple[np.ndarray, str]]:
         if metric != "points_variance" or config["regime"]["kind"] != "replace" or not parametric_source(config):
             return []
         n = config["run"]["n_samples"]
@@ -37,14 +37,14 @@ class KDEStudy(StudyKnowledge):
         elif "cov" in source:
             trace = float(np.trace(np.asarray(source["cov"], float)))
         else:
-            trace = self.dim * source.get("std", 1.0) ** 2
-        values = theory_kde.kde_expected_points_variance(generations, n, self.bandwidth, trace, self.dim)
+            trace = family.dim * source.get("std", 1.0) ** 2
+        values = theory_kde.kde_expected_points_variance(generations, n, family.bandwidth, trace, family.dim)
         return [(values, r"theory E tr $S^2_g$"),
-                (np.full(np.shape(generations), theory_kde.kde_variance_limit(n, self.bandwidth, self.dim)),
+                (np.full(np.shape(generations), theory_kde.kde_variance_limit(n, family.bandwidth, family.dim)),
                  r"limit $(n-1)\,d\,h^2$")]
 
-    def fitted_density_2d(self, params: dict | None, chain: int, generation: int):
-        if not params or not {"points", "weights", "bandwidth"} <= set(params) or self.dim != 2:
+    def fitted_density_2d(self, family, params: dict | None, chain: int, generation: int):
+        if not params or not {"points", "weights", "bandwidth"} <= set(params) or family.dim != 2:
             return None
         points = np.asarray(params["points"][chain, generation], np.float64)
         weights = np.asarray(params["weights"][chain, generation], np.float64)
