@@ -14,8 +14,22 @@ stderr (exit 2: a config error; 1: anything else), never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 from pathlib import Path
+
+import jax
+
+import jaxcollapse
+from jaxcollapse import GMM, compile_cache, sharding, study
+from jaxcollapse.engine import program
+from jaxcollapse.families.em import reductions
+from jaxcollapse.native import build
+from jaxcollapse.store import runs as io
+from jaxcollapse.store.folder import ResultsFolder
+from jaxcollapse.study import config
+from jaxcollapse.study.config import ConfigError
 
 DEFAULT_STUDY = "dice"
 
@@ -54,19 +68,11 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, help="show the versions and exit")
 
     def __call__(self, parser, namespace, values, option_string=None):
-        import platform
-
-        import jax
-
-        import jaxcollapse
-
         print(f"jaxcollapse {jaxcollapse.__version__} (jax {jax.__version__}, Python {platform.python_version()})")
         parser.exit()
 
 
 def _cpu_device_count(text: str) -> int:
-    import os
-
     if text == "auto":
         return os.cpu_count() or 1
     try:
@@ -88,8 +94,6 @@ def _add_cpu_devices(parser) -> None:
 def _use_cpu_devices(args) -> None:
     """Before anything touches a device."""
     if getattr(args, "cpu_devices", None):
-        import jax
-
         try:
             jax.config.update("jax_num_cpu_devices", args.cpu_devices)
         except RuntimeError:  # JAX already started in this process (a Python session calling main)
@@ -127,12 +131,7 @@ def _log(message: str) -> None:
 def cmd_run(args) -> int:
     _use_cpu_devices(args)
     if args.distributed:  # before anything touches a device
-        from jaxcollapse import sharding
-
         sharding.initialize_distributed()
-    from jaxcollapse import compile_cache, study
-    from jaxcollapse.study import config
-
     compile_cache.enable(disabled=args.no_cache)
     path = config.find_study(args.study)
     if path.is_dir():
@@ -166,8 +165,6 @@ def _files_written(root, written) -> str:
 
 
 def cmd_list(args) -> int:
-    from jaxcollapse.study import config
-
     root = config.builtin_dir()
     studies = sorted(root.glob("*.toml"))
     if not studies:
@@ -186,9 +183,6 @@ def cmd_list(args) -> int:
 
 def cmd_info(args) -> int:
     _use_cpu_devices(args)
-    from jaxcollapse import compile_cache, study
-    from jaxcollapse.study import config
-
     env = study.environment()
     for key in ("jaxcollapse", "jax", "jaxlib", "numpy", "python", "platform", "backend", "x64"):
         print(f"{key:<12} {env[key]}")
@@ -203,16 +197,12 @@ def cmd_info(args) -> int:
 
 
 def _native_line() -> str:
-    from jaxcollapse.native import build
-
     if build.MODE not in build.MODES:
         return f"{build.MODE_VARIABLE}={build.MODE!r} is not one of {build.MODES}"
     return build.describe()
 
 
 def _sums_line() -> str:
-    from jaxcollapse.families.em import reductions
-
     chosen = reductions.SUMS
     if chosen not in reductions.MODES:
         return f"JAXCOLLAPSE_SUMS={chosen!r} is not one of {reductions.MODES}"
@@ -221,9 +211,6 @@ def _sums_line() -> str:
 
 
 def _schedule_line() -> str:
-    from jaxcollapse import GMM
-    from jaxcollapse.engine import program
-
     chosen = program.SCHEDULE
     if chosen not in program.SCHEDULES:
         return f"JAXCOLLAPSE_SCHEDULE={chosen!r} is not one of {program.SCHEDULES}"
@@ -239,11 +226,8 @@ def _existing(path) -> Path:
 
 
 def cmd_plot(args) -> int:
-    from jaxcollapse import plots
-    from jaxcollapse.store.folder import ResultsFolder
-
     path = _existing(args.results)
-    written = plots.plot(path)
+    written = study.plot(path)
     folder = ResultsFolder.existing(path)
     if folder is not None:
         folder.adopt(written)  # figures in the tool's folder are the tool's: --force may replace them
@@ -253,9 +237,6 @@ def cmd_plot(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from jaxcollapse import study
-    from jaxcollapse.store import runs as io
-
     loaded = io.load(_existing(args.results))
     runs = loaded.items() if isinstance(loaded, io.Sweep) else [(loaded.name, loaded)]
     for label, results in runs:
@@ -265,8 +246,6 @@ def cmd_summary(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from jaxcollapse.store import runs as io
-
     written = io.load(_existing(args.results)).export(args.to, args.format)
     print(written)
     return 0
@@ -282,8 +261,6 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from jaxcollapse.study.config import ConfigError
-
     try:
         return COMMANDS[args.command](args)
     except ConfigError as err:

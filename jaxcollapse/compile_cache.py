@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
+
 OFF_VARIABLE = "JAXCOLLAPSE_NO_CACHE"
 DIR_VARIABLE = "JAXCOLLAPSE_CACHE_DIR"
 
@@ -27,8 +29,6 @@ def switched_off() -> bool:
 
 def enable(disabled: bool = False) -> str:
     """Turn the cache on (unless disabled, switched off, or set by the user for JAX); returns where it is."""
-    import jax
-
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return describe()
     if disabled or switched_off():
@@ -39,8 +39,6 @@ def enable(disabled: bool = False) -> str:
 
 def describe(disabled: bool = False) -> str:
     """One line for `jaxcollapse info` and the README: where the cache is, and how to turn it off."""
-    import jax
-
     current = jax.config.jax_compilation_cache_dir
     if current:
         return f"{current} (off: --no-cache or {OFF_VARIABLE}=1)"

@@ -10,8 +10,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxcollapse._precision import full_float32
+from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
+from jaxcollapse.families.em.reductions import row_sums
 
 
 class Mixture(NamedTuple):
@@ -54,8 +57,6 @@ def l2_to_generation(history, generation: int = 0):
     history: weights [c, g, K], means [c, g, K, d], covs [c, g, K, d, d] (Result.params of a GMM
     run, a GMMParams or a dict). Computed in float64 on the host: narrow mixtures cancel large terms.
     """
-    import numpy as np
-
     if isinstance(history, dict):
         history = tuple(history[name] for name in ("weights", "means", "covs"))
     with jax.enable_x64(True):
@@ -68,8 +69,6 @@ def l2_to_generation(history, generation: int = 0):
 
 def log_prob(params, x):
     """log p(x_n) under the mixture, [n]."""
-    from jaxcollapse.families.em.densities import MixtureParams, point_log_prob
-
     return point_log_prob(MixtureParams(params.weights, params.means, params.covs), x)
 
 
@@ -78,8 +77,6 @@ def heldout_loglik(params, x):
 
     Summed as a matrix-vector product (em/reductions.row_sums): XLA:CPU split a jnp.mean over the
     points differently with the number of chains a device holds, and the last bits followed."""
-    from jaxcollapse.families.em.reductions import row_sums
-
     return row_sums([log_prob(params, x)])[0] / x.shape[0]
 
 

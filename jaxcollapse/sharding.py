@@ -21,6 +21,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -160,8 +161,6 @@ class ChainLayout:
             impl = jax.random.key_impl(leaf)
             return jax.random.wrap_key_data(self._gather_leaf(jax.random.key_data(leaf)), impl=impl)
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            from jax.experimental import multihost_utils
-
             host = np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
         else:
             host = np.asarray(jax.device_get(leaf))

@@ -18,10 +18,11 @@ from jaxcollapse import sharding as sharding_lib
 from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import pipeline
 from jaxcollapse.engine.result import Result
-from jaxcollapse.engine.step import ChainCarry, Spec, start_one, step_one
-from jaxcollapse.families.base import Family, make_source, tracing_one_off, zero_points
+from jaxcollapse.engine.step import ChainCarry, Spec, chain_source, recorded_params, start_one, step_one
+from jaxcollapse.families.base import REGISTRY, Family, make_source, tracing_one_off, zero_points
 from jaxcollapse.stages import base as stages_base
 from jaxcollapse.stages import mixing
+from jaxcollapse.types import Context
 
 # How generations are scheduled, for families with their fit in pieces (engine/pipeline.py):
 #   "auto": lane by lane on an accelerator, scanned on a CPU (measured faster there: benchmarks/RESULTS.md)
@@ -123,8 +124,6 @@ class ChainProgram:
             raise ValueError("regime must be a stage: jaxcollapse.replace(), accumulate(), accumulate_subsample(), "
                              f"keep_real(f), fresh_real(f), a jc.pipeline(...) or your own @jc.stage, got {stage!r}")
         if not isinstance(family, Family):
-            from jaxcollapse.families.base import REGISTRY
-
             raise ValueError(f"family must be a jaxcollapse family ({', '.join(c.__name__ for c in REGISTRY.values())}"
                              f", or your own implementing jaxcollapse.Family), got {family!r}")
         family.check_settings(self.n_samples)
@@ -162,8 +161,6 @@ class ChainProgram:
         return record
 
     def _param_names(self):
-        from jaxcollapse.engine.step import recorded_params
-
         params = jax.eval_shape(lambda: recorded_params(self.family, self._one_fit()[0]))
         return list(params._fields)
 
@@ -173,9 +170,6 @@ class ChainProgram:
 
     def metric_names(self) -> list[str]:
         """The family's metrics, then the numbers the stage records (its record(state) hook)."""
-        from jaxcollapse.engine.step import chain_source
-        from jaxcollapse.types import Context
-
         one_chain = jax.tree_util.tree_map(lambda a: a[0], self.regime)  # the first chain's stage
 
         def names():

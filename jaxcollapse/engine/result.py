@@ -71,7 +71,7 @@ class Result:
 
 def pandas():
     try:
-        import pandas
+        import pandas  # optional dependency: jaxcollapse does not install pandas
     except ImportError:
         raise ImportError("to_dataframe() needs pandas, which jaxcollapse does not install: "
                           "pip install pandas (or use .tidy() for plain numpy columns)") from None

@@ -15,7 +15,7 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 
-from jaxcollapse import _checks
+from jaxcollapse import _checks, vae_metrics
 from jaxcollapse.families import _training, _vae_nets
 from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register
 from jaxcollapse.types import FitInfo, Source
@@ -255,8 +255,6 @@ class VAE(FamilyBase):
         """Per-chain scalars: the diversity of generated images, and the ELBO of (up to n_eval) held-out
         real images (source.heldout) when the source has them. `key` is the chain's metrics key, the
         same every generation (common random numbers)."""
-        from jaxcollapse import vae_metrics
-
         out = {}
         generated = self.generate(jax.random.fold_in(key, 1), params, self.n_eval)
         out["diversity"] = vae_metrics.mean_pairwise_distance(generated)

@@ -18,6 +18,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import jax
+import jaxlib
+
 MODES = ("auto", "on", "off")
 MODE_VARIABLE = "JAXCOLLAPSE_NATIVE"
 DIR_VARIABLE = "JAXCOLLAPSE_NATIVE_DIR"
@@ -54,8 +57,6 @@ def _cpu_flags() -> str:
 
 
 def _library_name(cxx: str, include: str) -> str:
-    import jaxlib
-
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
     digest = hashlib.sha256("\0".join([SOURCE.read_text(), version, " ".join(FLAGS), include, jaxlib.__version__,
                                         platform.machine(), _cpu_flags()]).encode()).hexdigest()[:16]
@@ -81,8 +82,6 @@ def _compile(cxx: str, include: str, target: Path) -> None:
 @functools.lru_cache(maxsize=None)
 def library() -> tuple[ctypes.CDLL | None, str]:
     """(the loaded library with its targets registered, or None; where it is, or why not)."""
-    import jax
-
     cxx = compiler()
     if cxx is None:
         return None, "no C++ compiler found (set CXX)"

@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcollapse.families.em.densities import MixtureParams
+from jaxcollapse.families.em.mstep import fallback
+from jaxcollapse.families.standard_normal import standard_uniform
 from jaxcollapse.native import build
 
 COVARIANCE_CODES = {"full": 0, "diag": 1, "spherical": 2}
@@ -52,10 +55,6 @@ def em_loop(params, xt, w, fb, tol, reg_covar, *, max_iter: int, covariance: str
 def kmeans_em(key, x, w, *, n_components: int, kmeans_iter: int, tol, max_iter: int, covariance: str, reg_covar):
     """init.init_kmeans then em/loop.em on x [n, d] in one native call (one chain; vmap batches the call):
     k-means++ with the uniforms its picks draw from `key`, Lloyd steps, the hard labels' M-step, EM."""
-    from jaxcollapse.families.em.densities import MixtureParams
-    from jaxcollapse.families.em.mstep import fallback
-    from jaxcollapse.families.standard_normal import standard_uniform
-
     dtype = x.dtype
     K, d = n_components, x.shape[-1]
     xt = x.T

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import types
+from jaxcollapse.families.base import point_struct
 from jaxcollapse.stages.base import number, stage
 from jaxcollapse.stages.registry import register_stage
 
@@ -76,8 +77,6 @@ def _pool_add(state: PoolState, batch) -> PoolState:
 
 
 def _pool_bytes(family, n_chains, n_generations, n_samples) -> int:
-    from jaxcollapse.families.base import point_struct
-
     per_point = sum(int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
                     for s in jax.tree_util.tree_leaves(point_struct(family)))
     return n_chains * (n_generations + 1) * n_samples * (per_point + 4)  # + the float32 weight

@@ -70,7 +70,7 @@ def _cells(values: np.ndarray) -> np.ndarray:
 
 def _parquet_writer():
     try:
-        import pyarrow
+        import pyarrow  # optional dependency: jaxcollapse does not install pyarrow
         import pyarrow.parquet as parquet
     except ImportError:
         raise ImportError("parquet export needs pyarrow, which jaxcollapse does not install: pip install pyarrow "

@@ -6,6 +6,7 @@ the size, as the accumulate pool is (chain.py).
 """
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from jaxcollapse.engine.program import host_memory_budget
@@ -13,8 +14,6 @@ from jaxcollapse.engine.program import host_memory_budget
 
 def history_bytes(program) -> int:
     """Bytes of every generation's records of every chain, plus the snapshots (from jax.eval_shape)."""
-    import jax
-
     state, records = jax.eval_shape(program.start, jax.random.key(0))
     per_generation = sum(int(np.prod(leaf.shape)) * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(records))
     snapshots = state.carry.snapshots  # [n_chains, len(snapshot_at) + 1, ...]: the last slot is scratch
