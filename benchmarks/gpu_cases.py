@@ -28,7 +28,7 @@ FAMILY_CASES = {"ngram": "NGram", "linear_regression": "LinearRegression", "kde"
 
 FULL = {
     # the paper's GMM chain (experiments/paper_gmm.toml): as many generations as fit in timed_seconds
-    # then the other schedule (engine/program.SCHEDULE: lane by lane / scanned) on the same generations, in compare_seconds;
+    # then the other schedule (the schedule setting: lane by lane / scanned) on the same generations, in compare_seconds;
     # then agreement_chains x agreement_generations of it here and on the host's CPU (float32 products on both)
     "gmm_paper": dict(n_chains=10_000, n_samples=1000, n_generations=2050, chunk=100, timed_seconds=100.0,
                       max_timed_chunks=None, goal_seconds=120.0, compare_seconds=30.0,
@@ -486,20 +486,16 @@ def cpu_agreement(case, cfg, family, source):
 
 def compare_schedules(case, cfg, budget, smoke, program, chunks, n_iter, build):
     """The other schedule (scanned <-> lane by lane) on the generations just timed, same key and chunks, in the
-    same process: the A/B that decides engine/program.SCHEDULE's "auto" on this device. Its chunks' seconds
+    same process: the A/B that decides the schedule setting's "auto" on this device. Its chunks' seconds
     stand beside the timed ones; same_fits says whether both ran the same fits (equal EM iteration counts)."""
     import jax
 
-    from jaxcollapse.engine import program as program_module
+    from jaxcollapse import settings
 
     other_name = "lanes" if program.schedule == "scan" else "scan"
     began = now()
-    before = program_module.SCHEDULE
-    program_module.SCHEDULE = other_name
-    try:
+    with settings.using(schedule=other_name):  # the program keeps the settings it was built under
         other = build()
-    finally:
-        program_module.SCHEDULE = before
     seconds_left = min(cfg["compare_seconds"] * (1.0 if smoke else case.data["budget_scale"]),
                        budget.seconds - budget.elapsed() - 2.0)
     result = dict(schedule=other.schedule, chunks=[], same_fits=None)
@@ -683,7 +679,7 @@ def scaling_gaussian(case, cfg, budget, smoke):
 
 def em_step(case, cfg, budget, smoke):
     """One EM iteration of the paper's GMM at many lanes, per way of summing (benchmarks/gpu_em_step.py); goal:
-    em/reductions.SUMS "auto" picks the faster way on this device, and every way agrees with the CPU."""
+    the sums setting's "auto" picks the faster way on this device, and every way agrees with the CPU."""
     import jax
 
     from benchmarks.gpu_em_step import measure

@@ -2,7 +2,7 @@
 
     python -m benchmarks.gpu_em_step [--n-chains 10000] [--iterations 50] [--json OUT.json]
 
-Per mode (em/reductions.SUMS "product" / "reduce"; products in full float32, and "product" also at this
+Per mode (the sums setting, settings.py: "product" / "reduce"; products in full float32, and "product" also at this
 platform's default precision, TF32 on recent NVIDIA GPUs): microseconds per iteration of all lanes
 stepped in place (as engine/pipeline.py's accelerator layout does), the median of 3 calls of a
 compiled loop of --iterations iterations; and agreement with the host's CPU: 5 iterations from the
@@ -51,42 +51,37 @@ MODES = (("product", "float32"), ("product", "default"), ("reduce", "float32"))
 def measure(n_chains: int, iterations: int, log=print) -> list[dict]:
     """One row per mode (see the module's docstring)."""
     import jaxcollapse as jc
-    from jaxcollapse.families.em import reductions
+    from jaxcollapse import settings
 
     family = jc.GMM(2, dim=2, covariance="full", tol=1e-30, max_iter=2000)  # no lane stops within the loop
     device, cpu = jax.devices()[0], jax.devices("cpu")[0]
     begin = jax.jit(jax.vmap(family.fit_begin))  # one program where both shapes and devices are the same
     states, datas = fit_states(begin, n_chains, device)
     cpu_states, cpu_datas = fit_states(begin, AGREEMENT_CHAINS, cpu)
-    rows, chosen = [], reductions.SUMS
-    try:
-        reductions.SUMS = "product"  # the CPU's own choice
-        with jax.default_device(cpu):
-            reference = iterate(family, AGREEMENT_STEPS)(cpu_states, cpu_datas)
-        for sums, precision in MODES:
-            reductions.SUMS = sums
-            with jax.default_matmul_precision(precision):
-                loop = iterate(family, iterations)
-                jax.block_until_ready(loop(states, datas))  # compile
-                seconds = []
-                for _ in range(3):
-                    began = time.perf_counter()
-                    jax.block_until_ready(loop(states, datas))
-                    seconds.append(time.perf_counter() - began)
-                agree = loop if iterations == AGREEMENT_STEPS else iterate(family, AGREEMENT_STEPS)
-                here = agree(*jax.device_put((cpu_states, cpu_datas), device))
-            per_iteration = statistics.median(seconds) / iterations
-            row = dict(config=f"{sums}/{precision}", sums=sums, precision=precision, n_chains=n_chains,
-                       iterations=iterations, us_per_iteration=1e6 * per_iteration,
-                       ns_per_lane_iteration=1e9 * per_iteration / n_chains,
-                       agreement_means=relative(here.theta.means, reference.theta.means),
-                       agreement_covs=relative(here.theta.covs, reference.theta.covs))
-            rows.append(row)
-            log(f"sums={sums:<8} precision={precision:<8} {row['us_per_iteration']:9.1f} us per iteration "
-                f"({row['ns_per_lane_iteration']:.1f} ns per lane-iteration); against the CPU after "
-                f"{AGREEMENT_STEPS} iterations: means {row['agreement_means']:.1e}, covs {row['agreement_covs']:.1e}")
-    finally:
-        reductions.SUMS = chosen
+    rows = []
+    with settings.using(sums="product"), jax.default_device(cpu):  # the CPU's own choice
+        reference = iterate(family, AGREEMENT_STEPS)(cpu_states, cpu_datas)
+    for sums, precision in MODES:
+        with settings.using(sums=sums), jax.default_matmul_precision(precision):
+            loop = iterate(family, iterations)
+            jax.block_until_ready(loop(states, datas))  # compile
+            seconds = []
+            for _ in range(3):
+                began = time.perf_counter()
+                jax.block_until_ready(loop(states, datas))
+                seconds.append(time.perf_counter() - began)
+            agree = loop if iterations == AGREEMENT_STEPS else iterate(family, AGREEMENT_STEPS)
+            here = agree(*jax.device_put((cpu_states, cpu_datas), device))
+        per_iteration = statistics.median(seconds) / iterations
+        row = dict(config=f"{sums}/{precision}", sums=sums, precision=precision, n_chains=n_chains,
+                   iterations=iterations, us_per_iteration=1e6 * per_iteration,
+                   ns_per_lane_iteration=1e9 * per_iteration / n_chains,
+                   agreement_means=relative(here.theta.means, reference.theta.means),
+                   agreement_covs=relative(here.theta.covs, reference.theta.covs))
+        rows.append(row)
+        log(f"sums={sums:<8} precision={precision:<8} {row['us_per_iteration']:9.1f} us per iteration "
+            f"({row['ns_per_lane_iteration']:.1f} ns per lane-iteration); against the CPU after "
+            f"{AGREEMENT_STEPS} iterations: means {row['agreement_means']:.1e}, covs {row['agreement_covs']:.1e}")
     return rows
 
 

@@ -7,29 +7,27 @@ set for JAX itself (JAX_COMPILATION_CACHE_DIR) is left as it is.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jax
+
+from jaxcollapse import settings
 
 OFF_VARIABLE = "JAXCOLLAPSE_NO_CACHE"
 DIR_VARIABLE = "JAXCOLLAPSE_CACHE_DIR"
 
 
 def default_dir() -> Path:
-    if os.environ.get(DIR_VARIABLE):
-        return Path(os.environ[DIR_VARIABLE]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxcollapse" / "jax"
+    return settings.environment().cache_dir
 
 
 def switched_off() -> bool:
-    return os.environ.get(OFF_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+    return settings.environment().no_cache
 
 
 def enable(disabled: bool = False) -> str:
     """Turn the cache on (unless disabled, switched off, or set by the user for JAX); returns where it is."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    if settings.environment().jax_cache_dir:
         return describe()
     if disabled or switched_off():
         return describe(disabled=disabled)

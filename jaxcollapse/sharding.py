@@ -16,7 +16,6 @@ gathered to every process (`process_allgather`), so each holds the whole Result.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +23,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jaxcollapse import settings
 
 CHAINS = "chains"
 
@@ -36,19 +37,11 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     then left to JAX's cluster auto-detection (SLURM, Open MPI, Kubernetes, TPU pods).
     On CPU the cross-process collectives are gloo (JAX's default).
     """
-    num_processes = _env_int("JAX_NUM_PROCESSES", num_processes)
-    process_id = _env_int("JAX_PROCESS_ID", process_id)
+    environment = settings.environment()
+    num_processes = environment.num_processes if num_processes is None else num_processes
+    process_id = environment.process_id if process_id is None else process_id
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id, **kwargs)
-
-
-def _env_int(name, value):
-    if value is not None or name not in os.environ:
-        return value
-    try:
-        return int(os.environ[name])
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {os.environ[name]!r}") from None
 
 
 def make_mesh(devices=None) -> Mesh:

@@ -45,23 +45,49 @@ def x64():
 
 
 
+@pytest.fixture
+def execution():
+    """jaxcollapse.settings.configure for one test (e.g. execution(em_backend="xla")), undone after it."""
+    from jaxcollapse import settings
+
+    yield settings.configure
+    settings.configure(None)
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    """environ(NAME="value", OTHER=None): set (None: delete) environment variables for one test and have
+    jaxcollapse read them again (settings.py reads them once); both undone after the test."""
+    from jaxcollapse import settings
+
+    def change(**values):
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        return settings.reload_environment()
+
+    yield change
+    monkeypatch.undo()
+    settings.reload_environment()
+
+
 @pytest.fixture(params=["native", "xla"])
-def em_path(request, monkeypatch):
+def em_path(request, execution):
     """Run a test on each EM loop: the native one (jaxcollapse/native) and XLA's batched one."""
     from jaxcollapse.native import build
 
     if request.param == "native" and build.compiler() is None:
         pytest.skip("no C++ compiler here: the native EM is not built")
-    monkeypatch.setattr(build, "MODE", "on" if request.param == "native" else "off")
+    execution(em_backend=request.param)
     return request.param
 
 
 @pytest.fixture
-def xla_em(monkeypatch):
+def xla_em(execution):
     """XLA's batched EM only (tests of its slots, blocks and schedules)."""
-    from jaxcollapse.native import build
-
-    monkeypatch.setattr(build, "MODE", "off")
+    execution(em_backend="xla")
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_resume_refuses_a_different_config(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().err
 
 
-def test_list_and_info(capsys, monkeypatch, tmp_path):
+def test_list_and_info(capsys, environ, tmp_path):
     assert cli.main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "dice" in listed and "collapse_or_thrive" in listed and "gaussian_theorem31" in listed
@@ -130,29 +130,27 @@ def test_list_and_info(capsys, monkeypatch, tmp_path):
     info = capsys.readouterr().out
     assert "jax" in info and "devices" in info and "cpu" in info.lower()
     assert "compiled programs: off (JAXCOLLAPSE_NO_CACHE)" in info  # tests switch it off (conftest)
-    assert "schedule     auto (JAXCOLLAPSE_SCHEDULE): iterative fits (GMM) run scanned" in info  # CPU
-    assert "sums         auto (JAXCOLLAPSE_SUMS): EM and Lloyd sums over the points as one matrix-vector product" in info
-    monkeypatch.delenv("JAXCOLLAPSE_NO_CACHE")
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert "schedule     auto (default; JAXCOLLAPSE_SCHEDULE sets it): a GMM runs scan (auto: scanned on a CPU)" in info
+    assert "sums         auto (default; JAXCOLLAPSE_SUMS sets it): a GMM runs product (auto: one matrix-vector" in info
+    assert "em_backend   auto (default; JAXCOLLAPSE_NATIVE sets it): a GMM runs " in info
+    environ(JAXCOLLAPSE_NO_CACHE=None, JAX_COMPILATION_CACHE_DIR=None, XDG_CACHE_HOME=str(tmp_path))
     assert cli.main(["info"]) == 0
     assert f"compiled programs: {tmp_path / 'jaxcollapse' / 'jax'} when running a study" in capsys.readouterr().out
 
 
-def test_compilation_cache_switches(monkeypatch, tmp_path):
+def test_compilation_cache_switches(environ, tmp_path):
     import jax
 
     from jaxcollapse import compile_cache
 
-    for name in ("JAXCOLLAPSE_NO_CACHE", "JAXCOLLAPSE_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    environ(JAXCOLLAPSE_NO_CACHE=None, JAXCOLLAPSE_CACHE_DIR=None, JAX_COMPILATION_CACHE_DIR=None,
+            XDG_CACHE_HOME=str(tmp_path / "xdg"))
     assert compile_cache.default_dir() == tmp_path / "xdg" / "jaxcollapse" / "jax"
-    monkeypatch.setenv("JAXCOLLAPSE_CACHE_DIR", str(tmp_path / "mine"))
+    environ(JAXCOLLAPSE_CACHE_DIR=str(tmp_path / "mine"))
     assert compile_cache.default_dir() == tmp_path / "mine"
     before = jax.config.jax_compilation_cache_dir
     assert compile_cache.enable(disabled=True) == "off (--no-cache)"  # --no-cache: JAX's setting untouched
-    monkeypatch.setenv("JAXCOLLAPSE_NO_CACHE", "1")
+    environ(JAXCOLLAPSE_NO_CACHE="1")
     assert compile_cache.enable() == "off (JAXCOLLAPSE_NO_CACHE)"
     assert jax.config.jax_compilation_cache_dir == before
     # `run --no-cache` is an option of run (the cache itself is checked by the kill -9 test's subprocess)

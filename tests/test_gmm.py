@@ -574,10 +574,8 @@ def test_lloyd_matches_a_numpy_loop(x64):
 
 # ------------------------------------------------------------------ sums over the points
 @pytest.fixture
-def sums_mode(monkeypatch):
-    from jaxcollapse.families.em import reductions
-
-    return lambda mode: monkeypatch.setattr(reductions, "SUMS", mode)
+def sums_mode(execution):
+    return lambda mode: execution(sums=mode)
 
 
 def test_fused_reductions_give_the_products_em_and_lloyd(x64, sums_mode):
@@ -597,12 +595,12 @@ def test_fused_reductions_give_the_products_em_and_lloyd(x64, sums_mode):
 
 
 def test_an_unknown_way_of_summing_is_a_value_error(sums_mode):
-    from jaxcollapse.families.em.reductions import row_sums
+    from jaxcollapse import settings
 
-    sums_mode("matmul")
-    for call in (lambda: GMM(2, dim=2), lambda: row_sums([jnp.ones(3)])):  # named before anything is traced
-        with pytest.raises(ValueError, match="JAXCOLLAPSE_SUMS.*'auto', 'product', 'reduce'.*'matmul'"):
-            call()
+    with pytest.raises(ValueError, match="sums must be one of 'auto', 'product', 'reduce'.*'matmul'"):
+        sums_mode("matmul")
+    with pytest.raises(ValueError, match="JAXCOLLAPSE_SUMS must be one of 'auto', 'product', 'reduce'.*'matmul'"):
+        settings.read_environment({"JAXCOLLAPSE_SUMS": "matmul"})
 
 
 @pytest.mark.parametrize("K,dim", [(2, 1), (2, 2), (3, 2), (3, 5)])  # K = 3: the max-and-sum path; 5: the general one

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcollapse import GMM
+from jaxcollapse import GMM, settings
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.loop import em
 from jaxcollapse.native import build
@@ -38,19 +38,19 @@ def test_vectorised_exp_and_log_are_within_two_float32_ulp(name, low, high):
     assert np.all(np.abs(out[~normal]) <= np.finfo(np.float32).tiny)  # exp below -87.3: 0 (XLA: a denormal)
 
 
-def _paths(monkeypatch, fit):
+def _paths(fit):
     """fit() traced with the native loop, then with XLA's (fit must trace a new function each call: a program
     already traced keeps the loop it was traced with)."""
     out = {}
-    for mode in ("on", "off"):
-        monkeypatch.setattr(build, "MODE", mode)
-        out[mode] = fit()
-    return out["on"], out["off"]
+    for backend in ("native", "xla"):
+        with settings.using(em_backend=backend):
+            out[backend] = fit()
+    return out["native"], out["xla"]
 
 
 @pytest.mark.parametrize("K,dim,covariance", [(2, 1, "full"), (3, 2, "diag"), (2, 3, "full"), (4, 3, "spherical"),
                                               (1, 2, "full")])
-def test_native_loop_equals_xla_loop_in_float64(x64, monkeypatch, K, dim, covariance):
+def test_native_loop_equals_xla_loop_in_float64(x64, K, dim, covariance):
     """Each chain of a batch: the same iteration count, stop decision and parameters to float64 rounding."""
     rng = np.random.default_rng(K * 10 + dim)
     B, n = 6, 300
@@ -60,7 +60,7 @@ def test_native_loop_equals_xla_loop_in_float64(x64, monkeypatch, K, dim, covari
     start = MixtureParams(jnp.full((B, K), 1.0 / K), x[:, :K] + 0.1, jnp.broadcast_to(jnp.eye(dim), (B, K, dim, dim)))
     fit = lambda: jax.jit(jax.vmap(lambda p, x_, w_: em(p, x_, w_, tol=1e-7, max_iter=400, covariance=covariance,  # noqa: E731
                                                         reg_covar=1e-6)))(start, x, w)
-    native, xla = _paths(monkeypatch, fit)
+    native, xla = _paths(fit)
     if K > 1:  # (one component: the fit is exact after the first M-step, every chain stops at 2)
         assert len(set(np.asarray(native.n_iter).tolist())) > 1  # chains stop at different iterations
     np.testing.assert_array_equal(np.asarray(native.n_iter), np.asarray(xla.n_iter))
@@ -70,7 +70,7 @@ def test_native_loop_equals_xla_loop_in_float64(x64, monkeypatch, K, dim, covari
 
 
 @pytest.mark.parametrize("K,dim,covariance", [(2, 2, "full"), (3, 1, "full"), (4, 3, "diag")])
-def test_native_kmeans_start_and_loop_equal_xla_fit_in_float64(x64, monkeypatch, K, dim, covariance):
+def test_native_kmeans_start_and_loop_equal_xla_fit_in_float64(x64, K, dim, covariance):
     """GMM.fit with a fresh k-means++ start: k-means++ (the same uniforms), Lloyd steps, the hard labels'
     M-step and EM in one native call give XLA's fit: the same iteration counts and parameters to rounding.
     Zero weights drop points from the picks and the sums; chain 0's data has collapsed to one point."""
@@ -86,16 +86,16 @@ def test_native_kmeans_start_and_loop_equal_xla_fit_in_float64(x64, monkeypatch,
         fam = GMM(K, dim, covariance=covariance, tol=1e-6, max_iter=400)
         return jax.jit(jax.vmap(lambda k, x_, w_: fam.fit(k, x_, w_, None)))(keys, jnp.asarray(x), w)
 
-    (p_native, info_native), (p_xla, info_xla) = _paths(monkeypatch, fit)
+    (p_native, info_native), (p_xla, info_xla) = _paths(fit)
     np.testing.assert_array_equal(np.asarray(info_native.n_iter), np.asarray(info_xla.n_iter))
     assert np.all(np.asarray(info_native.finite))
     for a, b in [*zip(p_native, p_xla), (info_native.log_lik, info_xla.log_lik)]:
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
 
 
-def test_chains_spread_over_threads_give_the_same_fits_bit_for_bit(monkeypatch):
+def test_chains_spread_over_threads_give_the_same_fits_bit_for_bit(monkeypatch, execution):
     """Each chain runs alone whichever thread claims it: 1 or 3 threads, the same numbers."""
-    monkeypatch.setattr(build, "MODE", "on")
+    execution(em_backend="native")
     x = jax.random.normal(jax.random.key(0), (37, 300, 2)) * jnp.linspace(0.5, 2.0, 37)[:, None, None]
     keys = jax.random.split(jax.random.key(1), 37)
     fits = []
@@ -107,15 +107,15 @@ def test_chains_spread_over_threads_give_the_same_fits_bit_for_bit(monkeypatch):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_switching_the_native_mode_compiles_an_eager_fit_anew(monkeypatch):
+def test_switching_the_em_backend_compiles_an_eager_fit_anew():
     x = jax.random.normal(jax.random.key(0), (77, 2))  # a shape no other test compiles
     before = GMM.fit.compiled._cache_size()
-    fits = _paths(monkeypatch, lambda: GMM(2, 2, tol=1e-3).fit(jax.random.key(1), x, jnp.ones(77), None))
+    fits = _paths(lambda: GMM(2, 2, tol=1e-3).fit(jax.random.key(1), x, jnp.ones(77), None))
     assert GMM.fit.compiled._cache_size() == before + 2
     np.testing.assert_allclose(np.asarray(fits[0][0].means), np.asarray(fits[1][0].means), rtol=1e-4, atol=1e-5)
 
 
-def test_native_loop_is_the_program_and_reseeds_like_xla(x64, monkeypatch):
+def test_native_loop_is_the_program_and_reseeds_like_xla(x64):
     """The native call replaces the while loop in the traced program; a component that starts where every
     responsibility underflows to 0 is re-seeded at the same point by both loops."""
     rng = np.random.default_rng(5)
@@ -126,21 +126,21 @@ def test_native_loop_is_the_program_and_reseeds_like_xla(x64, monkeypatch):
     def run(p):
         return em(p, x, w, tol=1e-6, max_iter=300, covariance="full", reg_covar=1e-6)
 
-    programs = _paths(monkeypatch, lambda: str(jax.make_jaxpr(lambda p: run(p))(start)))
+    programs = _paths(lambda: str(jax.make_jaxpr(lambda p: run(p))(start)))
     assert "jaxcollapse_em_loop_f64" in programs[0] and "while[" not in programs[0]
     assert "jaxcollapse_em_loop" not in programs[1] and "while[" in programs[1]
-    one_step = _paths(monkeypatch, lambda: em(start, x, w, tol=1e-6, max_iter=1, covariance="full", reg_covar=1e-6))
+    one_step = _paths(lambda: em(start, x, w, tol=1e-6, max_iter=1, covariance="full", reg_covar=1e-6))
     np.testing.assert_allclose(np.asarray(one_step[0].params.means), np.asarray(one_step[1].params.means), rtol=1e-12)
-    native, xla = _paths(monkeypatch, lambda: jax.jit(lambda p: run(p))(start))
+    native, xla = _paths(lambda: jax.jit(lambda p: run(p))(start))
     assert int(native.n_iter) == int(xla.n_iter) and bool(native.converged)
     for a, b in zip(native.params, xla.params):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
 
 
-def test_points_on_a_line_fit_finite_in_float32(monkeypatch):
+def test_points_on_a_line_fit_finite_in_float32(execution):
     """Chains collapsed onto lines (the covariance's rounding swamps reg_covar): the native loop's capped
     correlation keeps every fit finite, as XLA's does (tests/test_gmm.py)."""
-    monkeypatch.setattr(build, "MODE", "on")
+    execution(em_backend="native")
     rng = np.random.default_rng(0)
     C, n = 64, 200
     t = rng.normal(size=(C, n, 1)) * rng.uniform(1, 10, size=(C, 1, 1))
@@ -153,8 +153,8 @@ def test_points_on_a_line_fit_finite_in_float32(monkeypatch):
         assert np.isfinite(np.asarray(leaf)).all()
 
 
-def test_shapes_beyond_the_kernel_run_on_xla(monkeypatch):
-    monkeypatch.setattr(build, "MODE", "on")
+def test_shapes_beyond_the_kernel_run_on_xla(execution):
+    execution(em_backend="native")
     assert native_em.usable(2, 3, jnp.float32) and native_em.usable(4, 1, jnp.float32)
     assert not native_em.usable(5, 2, jnp.float32) and not native_em.usable(2, 4, jnp.float32)
     assert not native_em.usable(2, 2, jnp.float16)
@@ -163,7 +163,8 @@ def test_shapes_beyond_the_kernel_run_on_xla(monkeypatch):
     assert bool(info.finite) and bool(info.converged)
 
 
-def test_an_unknown_native_mode_is_a_value_error(monkeypatch):
-    monkeypatch.setattr(build, "MODE", "fast")
-    with pytest.raises(ValueError, match="JAXCOLLAPSE_NATIVE.*'auto', 'on', 'off'.*'fast'"):
-        GMM(2, dim=2)  # named before anything is traced
+def test_an_unknown_em_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="em_backend must be one of 'auto', 'native', 'xla'.*'on'.*'off'.*'fast'"):
+        settings.configure(em_backend="fast")
+    with pytest.raises(ValueError, match="JAXCOLLAPSE_NATIVE must be one of 'auto', 'native', 'xla'.*'fast'"):
+        settings.read_environment({"JAXCOLLAPSE_NATIVE": "fast"})

@@ -18,7 +18,7 @@ def _records(res, generations=slice(None), snapshots=slice(None)):
     return [h[:, generations] for h in histories] + [res.snapshots[:, snapshots], jax.random.key_data(res.keys)]
 
 
-def test_lane_by_lane_equals_the_scanned_program(monkeypatch, xla_em):
+def test_lane_by_lane_equals_the_scanned_program(execution, xla_em):
     """Chains that move on alone (finished lanes concluded in groups, the rest still iterating) give the
     scanned program's records bit for bit: a stage with real data, snapshots, chunks, both lane layouts.
     Chain 0's EM iteration counts differ between generations, so lanes do fall out of step. XLA's EM on
@@ -28,7 +28,7 @@ def test_lane_by_lane_equals_the_scanned_program(monkeypatch, xla_em):
     settings = dict(n_chains=5, n_generations=4, n_samples=150, regime=jc.keep_real(0.3), snapshot_at=(0, 3))
 
     def run(schedule, **extra):
-        monkeypatch.setattr(program, "SCHEDULE", schedule)
+        execution(schedule=schedule)
         return jc.simulate(jax.random.key(3), fam, src, **settings, **extra)
 
     scanned = run("scan")
@@ -44,10 +44,9 @@ def test_lane_by_lane_equals_the_scanned_program(monkeypatch, xla_em):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=schedule)
 
 
-def test_schedule_setting_is_checked(monkeypatch):
-    monkeypatch.setattr(program, "SCHEDULE", "fast")
-    with pytest.raises(ValueError, match="must be one of"):
-        program.schedule(jc.GMM(2, dim=2))
+def test_schedule_setting_is_checked(execution):
+    with pytest.raises(ValueError, match="schedule must be one of 'auto', 'scan', 'lanes'.*'fast'"):
+        execution(schedule="fast")
 
 
 def test_schedule_choice():

@@ -11,7 +11,7 @@ setting). Here each lane (chain) carries its own generation and its fit in progr
      finished lane waits, frozen, until a group fills (or its lanes are a share of the active ones: due()).
 A chain's numbers are those of the scanned program: the same per-lane functions, keys and order
 (engine/step.py's prepare_fit / conclude_fit around the family's fit in pieces), in other batches.
-A chunk ends when its slowest chain is done, so long chunks pay. engine/program.SCHEDULE picks where
+A chunk ends when its slowest chain is done, so long chunks pay. The schedule setting (settings.py) picks where
 this runs (by default on accelerators: on a CPU the scan's queued EM lanes are faster, RESULTS.md).
 
 A family opts in with the fit in pieces (one chain each, but fit_iterate takes a batch):

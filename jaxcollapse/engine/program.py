@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse import _checks, _trace_modes
+from jaxcollapse import _checks, settings
 from jaxcollapse import sharding as sharding_lib
 from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import pipeline
@@ -24,25 +24,28 @@ from jaxcollapse.stages import base as stages_base
 from jaxcollapse.stages import mixing
 from jaxcollapse.types import Context
 
-# How generations are scheduled, for families with their fit in pieces (engine/pipeline.py):
-#   "auto": lane by lane on an accelerator, scanned on a CPU (measured faster there: benchmarks/RESULTS.md)
-#   "scan": every chain waits, each generation, for the slowest fit (a CPU's batched EM queues lanes)
-#   "lanes": lane by lane; "lanes-accelerator": lane by lane laid out as on an accelerator (for tests)
-# The same records either way (bit for bit under jax 0.9; to rounding under jax >= 0.10, whose CPU kernels
-# round a GMM's sums differently with the batch size: tests/test_pipeline.py). Environment: JAXCOLLAPSE_SCHEDULE.
-SCHEDULES = ("auto", "scan", "lanes", "lanes-accelerator")
-SCHEDULE = os.environ.get("JAXCOLLAPSE_SCHEDULE", "auto")
+# How generations are scheduled for families with their fit in pieces (engine/pipeline.py) is the schedule
+# setting (settings.py): lane by lane on an accelerator, scanned on a CPU by default (measured faster there:
+# benchmarks/RESULTS.md). The same records either way (bit for bit under jax 0.9; to rounding under
+# jax >= 0.10, whose CPU kernels round a GMM's sums differently with the batch size: tests/test_pipeline.py).
+_LAYOUTS = {"scan": "scan", "lanes": "cpu", "lanes-accelerator": "accelerator"}
+
+
+def resolve_schedule(family) -> settings.Choice:
+    """The schedule this family's generations run with under the current settings, and why."""
+    return settings.resolve_schedule(bool(pipeline.pipelines(family)))
 
 
 def schedule(family) -> str:
     """"scan" or the lane layout ("cpu" / "accelerator") this family's generations run with now."""
-    if SCHEDULE not in SCHEDULES:
-        raise ValueError(f"jaxcollapse.engine.program.SCHEDULE (or JAXCOLLAPSE_SCHEDULE) must be one of {SCHEDULES}, "
-                         f"got {SCHEDULE!r}")
-    accelerator = jax.default_backend() != "cpu"
-    if SCHEDULE == "scan" or not pipeline.pipelines(family) or (SCHEDULE == "auto" and not accelerator):
-        return "scan"
-    return "accelerator" if accelerator or SCHEDULE == "lanes-accelerator" else "cpu"
+    return _LAYOUTS[resolve_schedule(family).value]
+
+
+def resolve_execution(family, plugins=None) -> settings.Resolved:
+    """What a program of this family resolves now: its execution choices and why, x64, the versions."""
+    choices = getattr(family, "execution_choices", dict)()
+    return settings.Resolved(settings.current(), choices.get("em_backend"), resolve_schedule(family),
+                             choices.get("sums"), bool(jax.config.jax_enable_x64), plugins=dict(plugins or {}))
 
 
 class ChainState(NamedTuple):
@@ -139,13 +142,19 @@ class ChainProgram:
         snapshot_at = tuple(sorted({int(g) for g in snapshot_at}))
         if any(g < 0 or g > self.n_generations for g in snapshot_at):
             raise ValueError(f"snapshot_at must hold generations in [0, {self.n_generations}], got {snapshot_at}")
+        self.settings = settings.current()  # traced under these, whatever is in force when start() runs
         self.spec = Spec(self.n_samples, n_batch, self.n_generations, self._check_record(record), snapshot_at,
-                         _trace_modes.current())
+                         self.settings)
         self._check_pool(max_pool_bytes)
         # per-chain leaves sharded over the mesh, the rest copied to every device (no-ops on one device)
         self.regime = self.layout.place(self.regime)
         self.family, self.source = self.layout.replicate((self.family, self.source))
-        self.schedule = schedule(family)
+        self.execution = resolve_execution(family)
+        self.schedule = _LAYOUTS[self.execution.schedule.value]
+
+    def announce(self) -> None:
+        """Log what this program resolved, and why (one line, once per process), when it first computes."""
+        settings.announce(f"execution: {self.execution.line()}")
 
     def _check_record(self, record):
         if record is None or callable(record):
@@ -198,7 +207,9 @@ class ChainProgram:
         return key[None] if self.n_chains == 1 else jax.random.split(key, self.n_chains)
 
     def start(self, key):
-        with full_float32():
+        if not isinstance(key, jax.core.Tracer):  # (jax.eval_shape of start computes nothing)
+            self.announce()
+        with settings.using(self.settings), full_float32():
             carry, records = _start_jit(self.family, self.regime, self.source,
                                         self.layout.place(self.chain_keys(key)), self.spec, mesh=self.layout.mesh)
         return ChainState(carry, 0), _add_generation_axis(self.layout.gather(records))
@@ -211,7 +222,8 @@ class ChainProgram:
             raise ValueError(f"nothing left to run: generation {state.generation} of {self.n_generations}")
         first, n_valid_array = self.layout.replicate(
             (np.asarray(state.generation + 1, np.int32), np.asarray(n_valid, np.int32)))
-        with full_float32():
+        self.announce()
+        with settings.using(self.settings), full_float32():
             carry, records = _advance_jit(state.carry, first, n_valid_array, self.family, self.regime,
                                           self.source, self.spec, n_steps, mesh=self.layout.mesh, lanes=self.schedule)
         records = jax.tree_util.tree_map(lambda a: a[:, :n_valid], self.layout.gather(records))

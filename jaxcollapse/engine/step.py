@@ -45,7 +45,7 @@ class Spec:
     n_generations: int
     record: Any                     # None | tuple of names | callable(params) -> dict
     snapshot_at: tuple[int, ...]
-    modes: tuple = ()               # _trace_modes.current() when the program was built (its cache key)
+    settings: Any = None            # the ExecutionSettings the program is traced under (in its cache key)
 
 
 def chain_source(family, source: Source, chain_key, n_samples: int) -> tuple[Source, dict]:

@@ -8,15 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from jaxcollapse import _checks, metrics, mixture_metrics
+from jaxcollapse import _checks, metrics, mixture_metrics, settings
 from jaxcollapse.families.base import FamilyBase, all_finite, compiled_when_eager, family, register, wrong_params
-from jaxcollapse.families.em import reductions
 from jaxcollapse.families.em.densities import MixtureParams, mean_log_lik, point_log_prob
 from jaxcollapse.families.em.init import init_kmeans, init_random
 from jaxcollapse.families.em.loop import EMResult, LaneData, LoopState, em, lane_begin, lanes_step, running
 from jaxcollapse.families.em.loop import result as em_result
 from jaxcollapse.families.em.sampling import sample_mixture
-from jaxcollapse.native import build as native_build
 from jaxcollapse.native import em as native_em
 from jaxcollapse.types import FitInfo, Source
 
@@ -86,12 +84,16 @@ class GMM(FamilyBase):
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         _checks.number_in("tol", self.tol, 0.0, np.inf)
         _checks.number_in("reg_covar", self.reg_covar, 0.0, np.inf)
-        reductions.check_mode()  # a bad JAXCOLLAPSE_SUMS or JAXCOLLAPSE_NATIVE is named here, before anything is traced
-        native_build.check_mode()
+        settings.current()  # a bad JAXCOLLAPSE_* value is named here, before anything is traced
 
     @property
     def point_shape(self) -> tuple[int, ...]:
         return (self.dim,)
+
+    def execution_choices(self) -> dict[str, settings.Choice]:
+        """The execution choices this family's numbers depend on, resolved under the current settings."""
+        return {"em_backend": native_em.resolve(self.n_components, self.dim, self.point_dtype),
+                "sums": settings.resolve_sums()}
 
     @property
     def point_dtype(self):

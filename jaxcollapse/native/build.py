@@ -2,9 +2,9 @@
 
 The shared library is compiled for this CPU (-march=native) against the installed jaxlib's FFI
 headers and kept in $JAXCOLLAPSE_NATIVE_DIR, else $XDG_CACHE_HOME/jaxcollapse/native, else
-~/.cache/jaxcollapse/native, under a name hashed from the source, compiler, flags, jaxlib and CPU;
-a later process loads it (~10 ms) instead of compiling (~15 s). Switch: JAXCOLLAPSE_NATIVE = auto
-(use it where it builds), on (fail if it does not), off (XLA everywhere).
+~/.cache/jaxcollapse/native (settings.environment().native_dir), under a name hashed from the source,
+compiler, flags, jaxlib and CPU; a later process loads it (~10 ms) instead of compiling (~15 s). Whether
+it is used is the em_backend setting (settings.py), resolved in native/em.py.
 """
 from __future__ import annotations
 
@@ -21,29 +21,18 @@ from pathlib import Path
 import jax
 import jaxlib
 
-MODES = ("auto", "on", "off")
-MODE_VARIABLE = "JAXCOLLAPSE_NATIVE"
-DIR_VARIABLE = "JAXCOLLAPSE_NATIVE_DIR"
+from jaxcollapse import settings
+
 SOURCE = Path(__file__).with_name("em_loop.cc")
 FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
-# read when a program is traced (tests and benchmarks set it to compare the two paths)
-MODE = os.environ.get(MODE_VARIABLE, "auto")
-
-
-def check_mode() -> None:
-    if MODE not in MODES:
-        raise ValueError(f"jaxcollapse.native.build.MODE (or {MODE_VARIABLE}) must be one of {MODES}, got {MODE!r}")
 
 
 def default_dir() -> Path:
-    if os.environ.get(DIR_VARIABLE):
-        return Path(os.environ[DIR_VARIABLE]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jaxcollapse" / "native"
+    return settings.environment().native_dir
 
 
 def compiler() -> str | None:
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    return settings.environment().cxx or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
 def _cpu_flags() -> str:
@@ -84,7 +73,7 @@ def library() -> tuple[ctypes.CDLL | None, str]:
     """(the loaded library with its targets registered, or None; where it is, or why not)."""
     cxx = compiler()
     if cxx is None:
-        return None, "no C++ compiler found (set CXX)"
+        return _failed("no C++ compiler found (set CXX)")
     try:
         include = jax.ffi.include_dir()
         target = default_dir() / _library_name(cxx, include)
@@ -94,29 +83,15 @@ def library() -> tuple[ctypes.CDLL | None, str]:
         for name, symbol in TARGETS.items():
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
-        return None, f"the native EM did not build: {error}"
+        return _failed(str(error))
     return lib, str(target)
+
+
+def _failed(why: str) -> tuple[None, str]:
+    # logged once (library() is cached): where em_backend is "auto" the GMM's fit then runs as XLA code
+    settings.LOGGER.warning(f"the native EM did not build: {why}; em_backend=auto runs XLA's EM")
+    return None, why
 
 
 TARGETS = {"jaxcollapse_em_loop_f32": "JaxcollapseEmLoopF32", "jaxcollapse_em_loop_f64": "JaxcollapseEmLoopF64"}
 
-
-def wanted() -> bool:
-    """Whether the native kernels are to be used (mode auto or on); 'on' fails when they do not build."""
-    check_mode()
-    if MODE == "off":
-        return False
-    lib, why = library()
-    if lib is None and MODE == "on":
-        raise RuntimeError(f"{MODE_VARIABLE}=on but {why}")
-    return lib is not None
-
-
-def describe() -> str:
-    check_mode()
-    if MODE == "off":
-        return f"off ({MODE_VARIABLE}): the GMM's fit runs as XLA operations"
-    lib, why = library()
-    if lib is None:
-        return f"{MODE} ({MODE_VARIABLE}), not in use: {why}"
-    return f"{MODE} ({MODE_VARIABLE}): the GMM's fit on CPUs (k-means++ start and EM) as C++ per chain, {why}"

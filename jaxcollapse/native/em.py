@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcollapse import settings
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.mstep import fallback
 from jaxcollapse.families.standard_normal import standard_uniform
@@ -18,10 +19,33 @@ MAX_DIM = 3          # em_loop.cc is instantiated for d = 1-3 and K = 1-4
 MAX_COMPONENTS = 4
 
 
+def resolve(n_components: int, dim: int, dtype, requested: str | None = None) -> settings.Choice:
+    """The GMM's EM backend for this shape under the em_backend setting, and why: native where the backend
+    is a CPU, d <= 3, K <= 4, float32/64 and the library builds; XLA elsewhere. em_backend="native" is an
+    error where the library does not build (never a silent fallback)."""
+    requested = requested or settings.current().em_backend
+    if requested == "xla":
+        return settings.Choice("xla", "requested")
+    backend = jax.default_backend()
+    if backend != "cpu":
+        return settings.Choice("xla", f"the backend is {backend}; the native EM runs on CPUs")
+    if not 1 <= dim <= MAX_DIM or not 1 <= n_components <= MAX_COMPONENTS:
+        return settings.Choice("xla", f"d = {dim}, K = {n_components}: the native EM has d <= {MAX_DIM}, "
+                                      f"K <= {MAX_COMPONENTS}")
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        return settings.Choice("xla", f"dtype {jnp.dtype(dtype).name}: the native EM has float32 and float64")
+    lib, why = build.library()
+    if lib is None:
+        if requested == "native":
+            raise RuntimeError(f"em_backend=native ({settings.source('em_backend')}) but the native build failed: {why}")
+        return settings.Choice("xla", f"native build failed: {why}")
+    return settings.Choice("native", f"{'requested' if requested == 'native' else 'auto'}: CPU, d <= {MAX_DIM}, "
+                                     f"K <= {MAX_COMPONENTS}, library built")
+
+
 def usable(n_components: int, dim: int, dtype) -> bool:
-    """Whether em/loop.em runs natively for this shape: CPU backend, d <= 3, K <= 4, float32/64, built."""
-    return (jax.default_backend() == "cpu" and 1 <= dim <= MAX_DIM and 1 <= n_components <= MAX_COMPONENTS
-            and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)) and build.wanted())
+    """Whether em/loop.em runs natively for this shape (resolve(); a run logs it: ChainProgram.announce)."""
+    return resolve(n_components, dim, dtype).value == "native"
 
 
 def threads_per_device() -> int:

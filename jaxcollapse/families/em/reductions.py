@@ -1,27 +1,15 @@
 """Sums over the points: one matrix-vector product on a CPU, fused reductions elsewhere."""
 from __future__ import annotations
 
-import os
-
-import jax
 import jax.numpy as jnp
 
-# "auto": a product where JAX's default backend is the CPU, reductions elsewhere (a run placed on the host
-# CPU of a GPU machine sums with reductions: the same sums to rounding, slower); "product" / "reduce":
-# everywhere (benchmarks, tests). Read when a program is traced. Environment: JAXCOLLAPSE_SUMS.
-SUMS = os.environ.get("JAXCOLLAPSE_SUMS", "auto")
-MODES = ("auto", "product", "reduce")
-
-
-def check_mode() -> None:
-    if SUMS not in MODES:
-        raise ValueError(f"jaxcollapse.families.em.reductions.SUMS (or JAXCOLLAPSE_SUMS) must be one of {MODES}, "
-                         f"got {SUMS!r}")
+from jaxcollapse import settings
 
 
 def by_product() -> bool:
-    check_mode()
-    return SUMS == "product" or (SUMS == "auto" and jax.default_backend() == "cpu")
+    """Whether sums are one matrix-vector product (the sums setting, resolved when a program is traced:
+    "auto" is a product where JAX's default backend is the CPU, reductions elsewhere)."""
+    return settings.resolve_sums().value == "product"
 
 
 def row_sums(rows):
