@@ -22,12 +22,14 @@ from pathlib import Path
 import jax
 
 import jaxcollapse
-from jaxcollapse import GMM, compile_cache, settings, sharding, study
+from jaxcollapse import GMM, compile_cache, sharding, study
 from jaxcollapse.engine import program
-from jaxcollapse.native import em as native_em
+from jaxcollapse.families.em import reductions
+from jaxcollapse.native import build
 from jaxcollapse.store import runs as io
 from jaxcollapse.store.folder import ResultsFolder
 from jaxcollapse.study import config
+from jaxcollapse.study import plugins as plugin_files
 from jaxcollapse.study.config import ConfigError
 
 DEFAULT_STUDY = "dice"
@@ -112,6 +114,10 @@ def make_parser() -> argparse.ArgumentParser:
     plot.add_argument("results", metavar="DIR")
     show = commands.add_parser("summary", help="summarise a results directory")
     show.add_argument("results", metavar="DIR")
+    for command in (plot, show):
+        command.add_argument("--plugin", metavar="FILE", action="append", default=[], dest="plugins",
+                             help="import this plugin file first (a run's own family, metric or rule; repeatable); "
+                                  "a plugin is code you choose to run")
     export = commands.add_parser("export", help="write the tidy table (chain, generation, metrics) as csv or parquet",
                                  description="Write a results directory's tidy table: one row per chain and "
                                              "generation (and run, for a sweep), one column per metric.")
@@ -189,21 +195,32 @@ def cmd_info(args) -> int:
     print(f"{'families':<12} {', '.join(config.available_families())}")
     print(f"{'studies':<12} {config.builtin_dir()}")
     print(f"{'cache':<12} compiled programs: {compile_cache.describe()}")
-    for line in _execution_lines():
-        print(line)
+    print(f"{'schedule':<12} {_schedule_line()}")
+    print(f"{'sums':<12} {_sums_line()}")
+    print(f"{'native':<12} {_native_line()}")
     return 0
 
 
-def _execution_lines() -> list[str]:
-    """The execution settings, where each came from, and what a GMM (K = 2, d = 2) resolves them to here."""
-    try:
-        requested = settings.current()
-        resolved = {"em_backend": native_em.resolve(2, 2, GMM(2, dim=2).point_dtype),
-                    "schedule": program.resolve_schedule(GMM(2, dim=2)), "sums": settings.resolve_sums()}
-    except (ValueError, RuntimeError) as err:
-        return [f"{'execution':<12} error: {err}"]
-    return [f"{name:<12} {getattr(requested, name)} ({settings.source(name)}): a GMM runs {resolved[name]}"
-            for name in settings.CHOICES]
+def _native_line() -> str:
+    if build.MODE not in build.MODES:
+        return f"{build.MODE_VARIABLE}={build.MODE!r} is not one of {build.MODES}"
+    return build.describe()
+
+
+def _sums_line() -> str:
+    chosen = reductions.SUMS
+    if chosen not in reductions.MODES:
+        return f"JAXCOLLAPSE_SUMS={chosen!r} is not one of {reductions.MODES}"
+    how = "one matrix-vector product" if reductions.by_product() else "fused reductions"
+    return f"{chosen} (JAXCOLLAPSE_SUMS): EM and Lloyd sums over the points as {how} on this backend"
+
+
+def _schedule_line() -> str:
+    chosen = program.SCHEDULE
+    if chosen not in program.SCHEDULES:
+        return f"JAXCOLLAPSE_SCHEDULE={chosen!r} is not one of {program.SCHEDULES}"
+    how = "scanned" if program.schedule(GMM(2, dim=2)) == "scan" else "lane by lane"
+    return f"{chosen} (JAXCOLLAPSE_SCHEDULE): iterative fits (GMM) run {how} on this backend"
 
 
 def _existing(path) -> Path:
@@ -213,7 +230,17 @@ def _existing(path) -> Path:
     return path
 
 
+def _import_plugins(files) -> None:
+    """The --plugin files, imported as a study's plugins are (what the results' config names is not run unasked)."""
+    for file in files:
+        try:
+            plugin_files.import_file(plugin_files.resolve(file, None))
+        except ValueError as err:
+            raise ConfigError(f"--plugin: {err}") from None
+
+
 def cmd_plot(args) -> int:
+    _import_plugins(args.plugins)
     path = _existing(args.results)
     written = study.plot(path)
     folder = ResultsFolder.existing(path)
@@ -225,6 +252,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    _import_plugins(args.plugins)
     loaded = io.load(_existing(args.results))
     runs = loaded.items() if isinstance(loaded, io.Sweep) else [(loaded.name, loaded)]
     for label, results in runs:

@@ -11,8 +11,9 @@ from jaxcollapse.study.analysis import (
 )
 from jaxcollapse.study.build import Plan, build, default_chunk, known_metrics, plan_study, run_digest
 from jaxcollapse.study.figures import plot
+from jaxcollapse.study.named import COLLAPSE_RULES, METRICS, register_collapse_rule, register_metric
 from jaxcollapse.study.run import StudyOutcome, environment, run_plan, run_study
 
-__all__ = ["Plan", "StudyOutcome", "build", "collapse_rule", "collapse_times", "default_chunk", "derived_metrics",
-           "derived_names", "describe_config", "describe_rule", "environment", "known_metrics", "plan_study", "plot",
-           "run_digest", "run_plan", "run_study", "summary"]
+__all__ = ["COLLAPSE_RULES", "METRICS", "Plan", "StudyOutcome", "build", "collapse_rule", "collapse_times", "default_chunk",
+           "derived_metrics", "derived_names", "describe_config", "describe_rule", "environment", "known_metrics", "plan_study",
+           "plot", "register_collapse_rule", "register_metric", "run_digest", "run_plan", "run_study", "summary"]

@@ -16,6 +16,7 @@ from jaxcollapse.store.chains import (
     sound,
 )
 from jaxcollapse.study import config as config_lib
+from jaxcollapse.study import named
 from jaxcollapse.study.knowledge import knowledge_for
 
 __all__ = ["collapse_rule", "collapse_times", "derived_metrics", "derived_names", "describe_config", "describe_failures",
@@ -23,26 +24,33 @@ __all__ = ["collapse_rule", "collapse_times", "derived_metrics", "derived_names"
 
 
 def derived_names(config: dict) -> list[str]:
-    """Metrics the run's family derives from its parameter histories after the run."""
+    """Metrics the run's family derives from its parameter histories after the run, then run.derived_metrics."""
     family = config_lib.make_family(config["family"])
-    return knowledge_for(family).derived_names(family, config)
+    return knowledge_for(family).derived_names(family, config) + list(config["run"].get("derived_metrics", ()))
 
 
 def derived_metrics(config: dict, family, source, params) -> dict:
-    """The family's derived metrics (e.g. Gaussian std, GMM L2 to generation 0) from parameter histories."""
+    """The family's derived metrics (e.g. Gaussian std, GMM L2 to generation 0) from parameter histories, then
+    the registered metrics run.derived_metrics names (study.register_metric)."""
     knowledge = knowledge_for(family)
-    if params is None or not knowledge.derived_names(family, config):
-        return {}
-    if not isinstance(params, dict):
+    if params is not None and not isinstance(params, dict):
         params = params._asdict()
-    return knowledge.derived_metrics(family, config, source, params)
+    out = {}
+    if params is not None and knowledge.derived_names(family, config):
+        out.update(knowledge.derived_metrics(family, config, source, params))
+    for name in config["run"].get("derived_metrics", ()):
+        out[name] = named.derived_metric(name, family, config, source, params or {})
+    return out
 
 
 def collapse_rule(config: dict) -> dict:
-    """The [collapse] table, or the family's default rule (dice: support size 1; Gaussian d = 1: std < 0.1 sigma)."""
-    if config["collapse"]:
+    """The [collapse] table (a registered rule's, for rule = "name"), or the family's default rule (dice: support
+    size 1; Gaussian d = 1: std < 0.1 sigma)."""
+    if config["collapse"] and "rule" not in config["collapse"]:
         return config["collapse"]
     family = config_lib.make_family(config["family"])
+    if config["collapse"]:
+        return named.collapse_rule(config["collapse"]["rule"], family, config)
     return knowledge_for(family).collapse_rule(family, config)
 
 
@@ -87,3 +95,4 @@ def summary(results: "io.Results", max_metrics: int = 4) -> str:
     lines.append(f"{manifest['wall_seconds']:.1f} s, {manifest['chain_generations_per_second']:.3g} "
                  f"chain-generations/s on {manifest['backend']}")
     return "\n".join(lines)
+

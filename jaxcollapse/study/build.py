@@ -11,10 +11,10 @@ from jaxcollapse import datasets
 from jaxcollapse.engine import ChainProgram
 from jaxcollapse.stages import STAGES, pipeline, toml_keys
 from jaxcollapse.study import config as config_lib
-from jaxcollapse.study import footprint
+from jaxcollapse.study import footprint, named, plugins
 from jaxcollapse.study.analysis import derived_names
 from jaxcollapse.study.config import ConfigError
-from jaxcollapse.study.knowledge import knowledge_for
+from jaxcollapse.study.knowledge import knowledge_for, recorded
 from jaxcollapse.types import Source
 
 
@@ -28,6 +28,7 @@ class Plan:
     source: Any               # params or a data array
     program: Any              # ChainProgram
     digest: str
+    plugins: dict = dataclasses.field(default_factory=dict)   # the plugin files the run executes: {path: sha256}
 
     @property
     def label(self) -> str:
@@ -127,11 +128,30 @@ def build(name: str, config: dict, devices=None):
         footprint.check_history(program)
     except ValueError as err:
         raise ConfigError(f"[run] {err}") from None
+    for metric in config["run"].get("derived_metrics", ()):
+        needs = named.METRICS[metric].needs
+        if not recorded(config, needs):
+            raise ConfigError(f"run.derived_metrics: {metric!r} needs the parameter histories {', '.join(needs)}; "
+                              f"allowed: run.metrics naming them too, or no run.metrics")
     collapse = config["collapse"]
+    if "rule" in collapse:
+        try:
+            collapse = named.collapse_rule(collapse["rule"], family, config)
+        except ValueError as err:
+            raise ConfigError(f"collapse.rule = {config['collapse']['rule']!r}: {err}") from None
     if collapse and collapse["metric"] not in known_metrics(program, config):
-        raise ConfigError(f"collapse.metric = {collapse['metric']!r}; allowed: one of "
-                          f"{sorted(known_metrics(program, config))}")
-    return Plan(name, config, family, source, program, run_digest(config))
+        key = f"collapse.rule = {config['collapse']['rule']!r} gives metric" if "rule" in config["collapse"] \
+            else "collapse.metric ="
+        raise ConfigError(f"{key} {collapse['metric']!r}; allowed: one of {sorted(known_metrics(program, config))}")
+    return Plan(name, config, family, source, program, run_digest(config), plugins=plugin_record(config))
+
+
+def plugin_record(config: dict) -> dict:
+    """The plugins a run executes: its files {path: sha256}, then each installed entry point {"entry point NAME":
+    "distribution version"} (jaxcollapse.plugins), for the execution record."""
+    installed = {f"entry point {name}": version for name, version in plugins.load_installed().items()}
+    return {**config.get("plugins", {}), **installed}
+
 
 
 def known_metrics(program, config) -> set:

@@ -5,6 +5,9 @@ ConfigError naming the key, its value and what is allowed, raised before anythin
 
     name = "dice"                      # optional; default: the file's stem
     description = "one line for `jaxcollapse list`"
+    plugins = ["poisson.py"]           # optional: Python files imported first (relative to this file's
+                                       # folder); what they register (a family, stage, score, ...) may be
+                                       # named below. A plugin is code you chose to run (study/plugins.py)
 
     [family]                           # name + the family's own settings
     name = "categorical"               # categorical | gaussian | gmm | vae (those importable)
@@ -30,10 +33,11 @@ ConfigError naming the key, its value and what is allowed, raised before anythin
     metrics = ["entropy"]              # what to record (default: every metric and parameter)
     snapshot_at = [0, 10, 100]         # generations whose training points are stored
     save_params = true                 # write parameter histories to params.npz
+    derived_metrics = ["tail_mass"]    # metrics registered with study.register_metric, computed after the run
 
     [collapse]                         # a chain collapses at the first generation where
     metric = "support_size"            # metric < below (or metric > above)
-    below = 2
+    below = 2                          # or rule = "name", a rule registered with study.register_collapse_rule
 
     [sweep]                            # optional: every combination of these lists is one run
     "run.n_samples" = [10, 100]
@@ -57,10 +61,11 @@ from typing import Any
 
 from jaxcollapse.families import REGISTRY
 from jaxcollapse.stages.registry import RANGES, STAGES, toml_keys
+from jaxcollapse.study import named, plugins
 
 DATASETS = ("digits",)
 SECTIONS = ("family", "source", "regime", "run", "collapse", "sweep")
-TOP_LEVEL = ("name", "description")
+TOP_LEVEL = ("name", "description", "plugins")
 
 
 class ConfigError(ValueError):
@@ -200,7 +205,11 @@ def _check_family(table: dict) -> dict:
 
 def make_family(family_table: dict):
     """The family object of a checked [family] table; its own range errors are named family.<key>."""
-    cls = available_families()[family_table["name"]]
+    cls = available_families().get(family_table["name"])
+    if cls is None:  # a results folder read in a process that has not imported the run's plugins
+        raise _error("family.name", family_table["name"], "a registered family: " + ", ".join(available_families()),
+                     "not registered in this process; a plugin's family is registered by importing its file: "
+                     "--plugin FILE on the command line, jaxcollapse.study.plugins.import_file(FILE) in Python")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in family_table.items() if k != "name"}
     try:
         return cls(**kwargs)
@@ -318,7 +327,7 @@ RUN_DEFAULTS = {"n_chains": 1000, "n_generations": 100, "n_samples": 100, "seed"
 def _check_run(table: dict) -> dict:
     table = _table("run", table)
     _unknown("run", table, ("n_chains", "n_generations", "n_samples", "seed", "chunk_size",
-                            "metrics", "snapshot_at", "save_params"))
+                            "metrics", "snapshot_at", "save_params", "derived_metrics"))
     out = {**RUN_DEFAULTS, **table}
     out["n_chains"] = _int("run.n_chains", out["n_chains"], 1)
     out["n_generations"] = _int("run.n_generations", out["n_generations"], 1)
@@ -344,14 +353,31 @@ def _check_run(table: dict) -> dict:
     if not isinstance(save, bool):
         raise _error("run.save_params", save, "true or false", f"wrong type: {_type_name(save)}")
     out["save_params"] = save
+    if "derived_metrics" in out:
+        derived = out["derived_metrics"]
+        allowed = "a list of metric names registered with study.register_metric" + (
+            ": " + ", ".join(map(_show, named.METRICS)) if named.METRICS else " (none is)")
+        if not isinstance(derived, list) or not all(isinstance(m, str) for m in derived):
+            raise _error("run.derived_metrics", derived, allowed, f"wrong type: {_type_name(derived)}")
+        for name in derived:
+            if name not in named.METRICS:
+                raise _error("run.derived_metrics", name, allowed, "unknown metric")
     return out
 
 
 def _check_collapse(table: dict) -> dict:
     table = _table("collapse", table)
-    _unknown("collapse", table, ("metric", "below", "above"))
+    _unknown("collapse", table, ("metric", "below", "above", "rule"))
     if not table:
         return {}
+    if "rule" in table:
+        if len(table) > 1:
+            raise ConfigError("[collapse] needs either rule = <name> alone or metric = <name> with below / above")
+        rules = named.COLLAPSE_RULES.names()
+        allowed = "one of " + ", ".join(map(_show, rules)) if rules else "a rule registered with study.register_collapse_rule"
+        if not isinstance(table["rule"], str) or table["rule"] not in rules:
+            raise _error("collapse.rule", table["rule"], allowed, "unknown rule")
+        return {"rule": table["rule"]}
     if "metric" not in table:
         raise ConfigError("collapse.metric is missing; name the metric whose threshold defines collapse")
     _string("collapse.metric", table["metric"])
@@ -369,16 +395,33 @@ def _plain_name(name: str) -> str:
     return name
 
 
+def _check_plugins(entries, base_dir: Path | None) -> dict:
+    """Import the study's plugin files: {path as given: sha256 of the file run} (it enters the config digest)."""
+    if isinstance(entries, str):
+        entries = [entries]
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise _error("plugins", entries, "a list of paths to .py files, relative to the study's folder",
+                     f"wrong type: {_type_name(entries)}")
+    try:
+        return plugins.load_files(entries, base_dir)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 # ---------------------------------------------------------------- whole configs
 def check(raw: dict, base_dir: Path | None = None) -> dict:
-    """One run's config (no [sweep]), checked and with defaults filled in."""
+    """One run's config (no [sweep]), checked and with defaults filled in. Its plugins (and the installed
+    ones) are imported first: what they register may be named in the sections."""
     _unknown("", raw, TOP_LEVEL + SECTIONS)
+    plugins.load_installed()
     out = {}
-    for key in TOP_LEVEL:
+    for key in ("name", "description"):
         if key in raw:
             out[key] = _string(key, raw[key])
     if "name" in out:
         _plain_name(out["name"])
+    if "plugins" in raw:
+        out["plugins"] = _check_plugins(raw["plugins"], base_dir)
     out["family"] = _check_family(raw.get("family", {}))
     out["source"] = _check_source(raw.get("source", {}), base_dir)
     out["regime"] = _check_regime(raw.get("regime", {}))
