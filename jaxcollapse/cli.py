@@ -22,10 +22,9 @@ from pathlib import Path
 import jax
 
 import jaxcollapse
-from jaxcollapse import GMM, compile_cache, sharding, study
+from jaxcollapse import GMM, compile_cache, settings, sharding, study
 from jaxcollapse.engine import program
-from jaxcollapse.families.em import reductions
-from jaxcollapse.native import build
+from jaxcollapse.native import em as native_em
 from jaxcollapse.store import runs as io
 from jaxcollapse.store.folder import ResultsFolder
 from jaxcollapse.study import config
@@ -195,32 +194,21 @@ def cmd_info(args) -> int:
     print(f"{'families':<12} {', '.join(config.available_families())}")
     print(f"{'studies':<12} {config.builtin_dir()}")
     print(f"{'cache':<12} compiled programs: {compile_cache.describe()}")
-    print(f"{'schedule':<12} {_schedule_line()}")
-    print(f"{'sums':<12} {_sums_line()}")
-    print(f"{'native':<12} {_native_line()}")
+    for line in _execution_lines():
+        print(line)
     return 0
 
 
-def _native_line() -> str:
-    if build.MODE not in build.MODES:
-        return f"{build.MODE_VARIABLE}={build.MODE!r} is not one of {build.MODES}"
-    return build.describe()
-
-
-def _sums_line() -> str:
-    chosen = reductions.SUMS
-    if chosen not in reductions.MODES:
-        return f"JAXCOLLAPSE_SUMS={chosen!r} is not one of {reductions.MODES}"
-    how = "one matrix-vector product" if reductions.by_product() else "fused reductions"
-    return f"{chosen} (JAXCOLLAPSE_SUMS): EM and Lloyd sums over the points as {how} on this backend"
-
-
-def _schedule_line() -> str:
-    chosen = program.SCHEDULE
-    if chosen not in program.SCHEDULES:
-        return f"JAXCOLLAPSE_SCHEDULE={chosen!r} is not one of {program.SCHEDULES}"
-    how = "scanned" if program.schedule(GMM(2, dim=2)) == "scan" else "lane by lane"
-    return f"{chosen} (JAXCOLLAPSE_SCHEDULE): iterative fits (GMM) run {how} on this backend"
+def _execution_lines() -> list[str]:
+    """The execution settings, where each came from, and what a GMM (K = 2, d = 2) resolves them to here."""
+    try:
+        requested = settings.current()
+        resolved = {"em_backend": native_em.resolve(2, 2, GMM(2, dim=2).point_dtype),
+                    "schedule": program.resolve_schedule(GMM(2, dim=2)), "sums": settings.resolve_sums()}
+    except (ValueError, RuntimeError) as err:
+        return [f"{'execution':<12} error: {err}"]
+    return [f"{name:<12} {getattr(requested, name)} ({settings.source(name)}): a GMM runs {resolved[name]}"
+            for name in settings.CHOICES]
 
 
 def _existing(path) -> Path:

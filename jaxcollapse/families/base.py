@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 
-from jaxcollapse import _trace_modes
+from jaxcollapse import settings
 from jaxcollapse._precision import full_float32
 from jaxcollapse._registry import same_definition
 from jaxcollapse.types import FitInfo, Source
@@ -143,8 +143,8 @@ def compiled_when_eager(method):
     Eagerly, JAX traces and compiles every lax.while_loop and scan anew at each call: a GMM fit on 1,000
     points took ~1 s per call, ~1 ms once compiled. Under a trace (simulate, jax.jit, jax.vmap) the method
     runs as written, so a study's program is unchanged."""
-    # the family is a pytree: its numbers are traced, its shape fields static; the switches read at trace
-    # time (_trace_modes) are static too, so a switch changed between calls compiles anew
+    # the family is a pytree: its numbers are traced, its shape fields static; the execution settings read
+    # at trace time (settings.current()) are static too, so a setting changed between calls compiles anew
     compiled = jax.jit(lambda modes, self, *args, **kwargs: method(self, *args, **kwargs), static_argnums=0)
 
     @functools.wraps(method)
@@ -152,7 +152,7 @@ def compiled_when_eager(method):
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((self, args, kwargs))):
             return method(self, *args, **kwargs)
         with full_float32():
-            return compiled(_trace_modes.current(), self, *args, **kwargs)
+            return compiled(settings.current(), self, *args, **kwargs)
 
     wrapper.compiled = compiled
     return wrapper
