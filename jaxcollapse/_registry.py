@@ -6,17 +6,30 @@ it, unless that is the same definition run again (a plugin module executed anew 
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Callable
 
 
 def same_definition(old: Any, new: Any) -> bool:
-    """Whether `new` is `old`, or the same module-level definition executed again (module and qualified name)."""
+    """Whether `new` is `old`, or the same definition executed again: the same qualified name in the same module,
+    or in the same file (a plugin file imported under another module name, by importlib or a test)."""
     if old is new:
         return True
-    module, qualname = getattr(old, "__module__", None), getattr(old, "__qualname__", None)
-    return module is not None and qualname is not None and (module, qualname) == (
-        getattr(new, "__module__", None), getattr(new, "__qualname__", None))
+    qualname = getattr(old, "__qualname__", None)
+    if qualname is None or qualname != getattr(new, "__qualname__", None):
+        return False
+    module, other = getattr(old, "__module__", None), getattr(new, "__module__", None)
+    if module is not None and module == other:
+        return True
+    file = _file_of(module)
+    return file is not None and file == _file_of(other)
+
+
+def _file_of(module_name: str | None) -> Path | None:
+    file = getattr(sys.modules.get(module_name or ""), "__file__", None)
+    return Path(file).resolve() if file else None
 
 
 def where(obj: Any) -> str:
