@@ -7,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _tracing import spy
 
 from jaxcollapse import GMM, settings
+from jaxcollapse.families.em import loop
 from jaxcollapse.families.em.densities import MixtureParams
 from jaxcollapse.families.em.loop import em
 from jaxcollapse.native import build
@@ -107,15 +109,15 @@ def test_chains_spread_over_threads_give_the_same_fits_bit_for_bit(monkeypatch, 
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_switching_the_em_backend_compiles_an_eager_fit_anew():
+def test_switching_the_em_backend_compiles_an_eager_fit_anew(monkeypatch):
     x = jax.random.normal(jax.random.key(0), (77, 2))  # a shape no other test compiles
-    before = GMM.fit.compiled._cache_size()
+    traced = spy(monkeypatch, GMM, "_fitted")  # every fit's trace ends there
     fits = _paths(lambda: GMM(2, 2, tol=1e-3).fit(jax.random.key(1), x, jnp.ones(77), None))
-    assert GMM.fit.compiled._cache_size() == before + 2
+    assert traced.count == 2  # one program per backend: the second is not the first's, reused
     np.testing.assert_allclose(np.asarray(fits[0][0].means), np.asarray(fits[1][0].means), rtol=1e-4, atol=1e-5)
 
 
-def test_native_loop_is_the_program_and_reseeds_like_xla(x64):
+def test_native_loop_is_the_program_and_reseeds_like_xla(x64, monkeypatch):
     """The native call replaces the while loop in the traced program; a component that starts where every
     responsibility underflows to 0 is re-seeded at the same point by both loops."""
     rng = np.random.default_rng(5)
@@ -126,9 +128,10 @@ def test_native_loop_is_the_program_and_reseeds_like_xla(x64):
     def run(p):
         return em(p, x, w, tol=1e-6, max_iter=300, covariance="full", reg_covar=1e-6)
 
-    programs = _paths(lambda: str(jax.make_jaxpr(lambda p: run(p))(start)))
-    assert "jaxcollapse_em_loop_f64" in programs[0] and "while[" not in programs[0]
-    assert "jaxcollapse_em_loop" not in programs[1] and "while[" in programs[1]
+    # what the trace calls: the native loop, or XLA's while loop stepping EM (loop.advance is its body)
+    native_calls, xla_steps = spy(monkeypatch, native_em, "em_loop"), spy(monkeypatch, loop, "advance")
+    traced = _paths(lambda: (jax.eval_shape(lambda p: run(p), start), native_calls.count, xla_steps.count))
+    assert traced[0][1:] == (1, 0) and traced[1][1:] == (1, 1)
     one_step = _paths(lambda: em(start, x, w, tol=1e-6, max_iter=1, covariance="full", reg_covar=1e-6))
     np.testing.assert_allclose(np.asarray(one_step[0].params.means), np.asarray(one_step[1].params.means), rtol=1e-12)
     native, xla = _paths(lambda: jax.jit(lambda p: run(p))(start))
