@@ -1,9 +1,9 @@
 """JAX's persistent compilation cache, on by default for the command line.
 
-A study's first compile costs seconds (15-20 s for the GMM); the cache keeps compiled programs
-between runs. Where: $JAXCOLLAPSE_CACHE_DIR, else $XDG_CACHE_HOME/jaxcollapse/jax, else
-~/.cache/jaxcollapse/jax. Off: `--no-cache` or JAXCOLLAPSE_NO_CACHE=1. A cache directory the user
-set for JAX itself (JAX_COMPILATION_CACHE_DIR) is left as it is.
+A study's first compile costs seconds (the benchmarks' compile columns in benchmarks/RESULTS.md); the cache
+keeps compiled programs between runs. Where: $JAXCOLLAPSE_CACHE_DIR, else $XDG_CACHE_HOME/jaxcollapse/jax,
+else ~/.cache/jaxcollapse/jax (read once by settings.py). Off: `--no-cache` or JAXCOLLAPSE_NO_CACHE=1. A cache
+directory the user set for JAX itself (JAX_COMPILATION_CACHE_DIR) is left as it is.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import jax
 from jaxcollapse import settings
 
 OFF_VARIABLE = "JAXCOLLAPSE_NO_CACHE"
-DIR_VARIABLE = "JAXCOLLAPSE_CACHE_DIR"
 
 
 def default_dir() -> Path:
