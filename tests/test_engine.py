@@ -133,8 +133,8 @@ def test_programs_run_with_full_float32_products(monkeypatch):
 
 
 def test_advance_traces_a_generation_once(monkeypatch):
-    """A skipped step (past a short last chunk) takes its records' shapes from the step's own trace: tracing
-    it a second time cost ~1.1 s of a transformer's compile."""
+    """A skipped step (past a short last chunk) takes its records' shapes from the step's own trace: a second
+    trace would add to every compile."""
     traced = []
     step_one = chain_lib.step_one
     monkeypatch.setattr(chain_lib, "step_one", lambda *args: traced.append(1) or step_one(*args))
@@ -147,7 +147,7 @@ def test_advance_traces_a_generation_once(monkeypatch):
 
 def test_second_call_with_same_shapes_does_not_recompile():
     fam, src = gaussian2()
-    kwargs = dict(n_chains=4, n_generations=3, n_samples=10)
+    kwargs = dict(n_chains=4, n_generations=5, n_samples=8)  # the shapes of the fraction sweep's single runs
     jc.simulate(jax.random.key(0), fam, src, regime=jc.keep_real(0.1), **kwargs)
     before = (chain_lib._start_jit._cache_size(), chain_lib._advance_jit._cache_size())
     # other key, other fraction, other sampling bias, other source numbers: all traced
@@ -172,7 +172,7 @@ def test_per_chain_fraction_sweep_equals_separate_runs():
 
 def test_record_names_and_callable():
     fam, src = gaussian2()
-    kwargs = dict(n_chains=3, n_generations=4, n_samples=10)
+    kwargs = dict(n_chains=3, n_generations=5, n_samples=10)  # `full` is the program of the vmapped-vs-loop test
     full = jc.simulate(jax.random.key(7), fam, src, **kwargs)
     names = jc.simulate(jax.random.key(7), fam, src, record=("cov", "w2_to_source"), **kwargs)
     assert names.params is None and set(names.metrics) == {"cov", "w2_to_source"}
@@ -180,7 +180,7 @@ def test_record_names_and_callable():
     np.testing.assert_array_equal(names.metrics["w2_to_source"], full.metrics["w2_to_source"])
     custom = jc.simulate(jax.random.key(7), fam, src, record=lambda p: {"trace": jnp.trace(p.cov)}, **kwargs)
     np.testing.assert_allclose(custom.metrics["trace"], np.trace(full.params.cov, axis1=-2, axis2=-1), rtol=1e-6)
-    assert custom.metrics["trace"].shape == (3, 5)
+    assert custom.metrics["trace"].shape == (3, 6)
 
 
 def fit_numpy(x, w, ddof):
