@@ -14,6 +14,7 @@ stderr (exit 2: a config error; 1: anything else), never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -42,6 +43,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[], dest="overrides",
                         help="override a config value, e.g. --set run.n_chains=100 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    parser.add_argument("--allow-other-path", action="store_true",
+                        help="with --resume: continue a checkpoint written on another execution path (EM backend, "
+                             "schedule, sums, jax version; refused by default: float32 numbers differ between paths)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing results directory")
     parser.add_argument("--chunk-size", type=int, metavar="N",
                         help="generations per compiled chunk; a checkpoint is written after each")
@@ -143,7 +147,7 @@ def cmd_run(args) -> int:
         raise config.ConfigError(f"study {args.study!r} is a folder, not a TOML file; the studies in it: {studies}")
     outcome = study.run_study(path, args.out, overrides=args.overrides, resume=args.resume, force=args.force,
                               chunk_size=args.chunk_size, show_progress=args.progress, plots=not args.no_plots,
-                              log=_log, devices=args.devices)
+                              log=_log, devices=args.devices, allow_other_path=args.allow_other_path)
     for label in outcome.skipped:
         _log(f"{label}: already complete, skipped")
     for label, results in outcome.results.items():
@@ -265,6 +269,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    logger = logging.getLogger("jaxcollapse")
+    level, shown = logger.level, _show_log(logger)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as err:
@@ -278,6 +284,18 @@ def main(argv=None) -> int:
         return _fail(_os_message(err), 1)
     except ValueError as err:
         return _fail(f"error: {err}", 1)
+    finally:
+        logger.removeHandler(shown)
+        logger.setLevel(level)
+
+
+def _show_log(logger: logging.Logger) -> logging.Handler:
+    """jaxcollapse's log (quiet in the library) on stderr while a command runs: the execution path a run resolved."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("jaxcollapse: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
 
 
 def _fail(message: str, code: int) -> int:

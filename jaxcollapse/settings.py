@@ -275,15 +275,16 @@ def _describe(record: Mapping, keys) -> str:
 
 
 def different_path(saved: Mapping | None, now: Mapping) -> str | None:
-    """None where a checkpoint's record (saved) and this run's (now) name the same path; else one line
-    naming both. A checkpoint of jaxcollapse 0.1.0 has no record (None): its path is unknown, not refused."""
+    """None where a checkpoint's record (saved) and this run's (now) name the same path; else one line naming
+    both ("written by ...; this run resolves ..."). A checkpoint of jaxcollapse 0.1.0 has no record (None):
+    its path is unknown, not refused."""
     if saved is None:
         return None
     keys = [key for key in COMPARED if saved.get(key) != now.get(key)]
     if not keys:
         return None
     shown = keys + [key for key in ("x64", "jax") if key not in keys]
-    return f"checkpoint was written by {_describe(saved, shown)}; this run resolves {_describe(now, shown)}"
+    return f"written by {_describe(saved, shown)}; this run resolves {_describe(now, shown)}"
 
 
 # ---- logging ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A run's checkpoint: the chain carry after the last chunk and the records of every chunk so far.
 
     checkpoint/
-      state.json                        generation, config digest, wall time, and the files below
+      state.json                        generation, config digest, execution record (which code ran:
+                                        settings.py), wall time, and the files below
       carry-<leaf>-g<generation>.npy    one file per carry leaf, rewritten only when the leaf changed
       records-<first>-<last>.npz        the records of generations first..last: one file per chunk
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxcollapse import settings
 from jaxcollapse.store import _files
 
 FOLDER = "checkpoint"
@@ -53,16 +55,18 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 class Checkpoint:
     """Writes a run's state after each chunk into its checkpoint folder (which must exist)."""
 
-    def __init__(self, path, digest: str):
+    def __init__(self, path, digest: str, execution: dict | None = None):
         self.path, self.digest = Path(path), digest
+        self.execution = execution   # what this run resolved (settings.Resolved.record()); None: not recorded
+        self.earlier: list = []      # the records of earlier paths it was resumed over ("unknown": none kept)
         self._carry: dict[int, tuple[str, np.ndarray]] = {}   # leaf -> (file, host copy of what it holds)
         self._impls: dict[int, str] = {}
         self._records: list[str] = []
 
     @classmethod
-    def fresh(cls, path, digest: str) -> "Checkpoint":
+    def fresh(cls, path, digest: str, execution: dict | None = None) -> "Checkpoint":
         """A new checkpoint in `path`: the tool's files of an earlier start are removed."""
-        checkpoint = cls(path, digest)
+        checkpoint = cls(path, digest, execution)
         for entry in checkpoint.path.iterdir():
             if owns(entry.name):
                 entry.unlink()
@@ -93,23 +97,40 @@ class Checkpoint:
             "generation": int(generation), "digest": self.digest, "wall_seconds": float(wall_seconds),
             "carry": [{"file": self._carry[i][0], **({"impl": self._impls[i]} if i in self._impls else {})}
                       for i in sorted(self._carry)],
-            "records": self._records})
+            "records": self._records,
+            **({"execution": self.execution} if self.execution is not None else {}),
+            **({"earlier_execution": self.earlier} if self.earlier else {})})
         for file in stale:  # only once state.json names their successors
             (self.path / file).unlink(missing_ok=True)
 
     @classmethod
-    def resume(cls, path, *, digest: str, carry_like, records_like, tidy: bool = True):
+    def resume(cls, path, *, digest: str, carry_like, records_like, tidy: bool = True,
+               execution: dict | None = None, allow_other_path: bool = False):
         """(checkpoint, generation, carry, record chunks, wall_seconds), rebuilt on the given pytree shapes.
 
         carry_like / records_like: pytrees of ShapeDtypeStructs (jax.eval_shape of the program's start);
         the records' generation axis (axis 1) is whatever each chunk holds. tidy: remove the files
-        state.json does not name (the one writing process only).
+        state.json does not name (the one writing process only). execution: this run's record; a
+        checkpoint written on another path (settings.different_path) is refused in one line unless
+        allow_other_path, and one of jaxcollapse 0.1.0 (no record) resumes as "unknown" (checkpoint.earlier).
         """
         path = Path(path)
         state = _files.read_json(path / STATE)
         if state.get("digest") != digest:
             raise ValueError(f"the checkpoint in {path} was written for a different config; rerun with --force")
-        checkpoint = cls(path, digest)
+        checkpoint = cls(path, digest, execution)
+        checkpoint.earlier = list(state.get("earlier_execution", []))
+        if execution is not None:
+            saved = state.get("execution")
+            other = settings.different_path(saved, execution)
+            if other and saved.get("x64") != execution.get("x64"):
+                raise ValueError(f"cannot resume {path.parent}: its checkpoint was {other}; a run cannot change "
+                                 "precision midway (rerun with --force, or with its x64)")
+            if other and not allow_other_path:
+                raise ValueError(f"cannot resume {path.parent}: its checkpoint was {other}; pass --allow-other-path "
+                                 "to resume anyway (float32 numbers then differ from an unbroken run on either path)")
+            if saved is None or other:
+                checkpoint.earlier.append("unknown" if saved is None else saved)
         carry_leaves, carry_def = jax.tree_util.tree_flatten(carry_like)
         if len(state["carry"]) != len(carry_leaves):
             raise ValueError(f"the checkpoint in {path} does not match this program: {len(state['carry'])} carry "

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxcollapse import datasets
+from jaxcollapse import datasets, settings
 from jaxcollapse.engine import ChainProgram
 from jaxcollapse.stages import STAGES, pipeline, toml_keys
 from jaxcollapse.study import config as config_lib
@@ -112,9 +112,10 @@ def build(name: str, config: dict, devices=None):
     run = config["run"]
     regime = _regime(config)
     try:
-        program = ChainProgram(family, source, n_chains=run["n_chains"], n_generations=run["n_generations"],
-                               n_samples=run["n_samples"], regime=regime, record=_record(config, family),
-                               snapshot_at=run["snapshot_at"], devices=devices)
+        with settings.using(settings.from_run_section(run)):  # the program keeps them (ChainProgram.settings)
+            program = ChainProgram(family, source, n_chains=run["n_chains"], n_generations=run["n_generations"],
+                                   n_samples=run["n_samples"], regime=regime, record=_record(config, family),
+                                   snapshot_at=run["snapshot_at"], devices=devices)
     except ValueError as err:
         message = str(err)
         for key in ("record", "n_samples", "snapshot_at", "n_chains", "n_generations"):
@@ -153,15 +154,16 @@ def plugin_record(config: dict) -> dict:
     return {**config.get("plugins", {}), **installed}
 
 
-
 def known_metrics(program, config) -> set:
     names = set(config["run"].get("metrics") or program.metric_names())
     return names | set(derived_names(config))
 
 
 def run_digest(config: dict) -> str:
-    """The config's fingerprint, leaving out what does not change results (chunk size)."""
-    config = {**config, "run": {k: v for k, v in config["run"].items() if k != "chunk_size"}}
+    """The config's fingerprint, leaving out the chunk size (it does not change results) and the execution
+    keys (the checkpoint's execution record compares what they resolve to: settings.different_path)."""
+    left_out = ("chunk_size", *config_lib.EXECUTION_KEYS)
+    config = {**config, "run": {k: v for k, v in config["run"].items() if k not in left_out}}
     return config_lib.digest(config)
 
 

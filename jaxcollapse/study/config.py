@@ -34,6 +34,10 @@ ConfigError naming the key, its value and what is allowed, raised before anythin
     snapshot_at = [0, 10, 100]         # generations whose training points are stored
     save_params = true                 # write parameter histories to params.npz
     derived_metrics = ["tail_mass"]    # metrics registered with study.register_metric, computed after the run
+    x64 = true                         # float64 for this study (default: JAX's, float32)
+    em_backend = "xla"                 # execution choices (settings.py; default: the environment's, else
+    schedule = "scan"                  # "auto"): em_backend auto | native | xla, schedule auto | scan |
+    sums = "reduce"                    # lanes, sums auto | product | reduce; recorded in the manifest
 
     [collapse]                         # a chain collapses at the first generation where
     metric = "support_size"            # metric < below (or metric > above)
@@ -53,12 +57,12 @@ import itertools
 import json
 import math
 import numbers
-import os
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
+from jaxcollapse import settings
 from jaxcollapse.families import REGISTRY
 from jaxcollapse.stages.registry import RANGES, STAGES, toml_keys
 from jaxcollapse.study import named, plugins
@@ -327,7 +331,7 @@ RUN_DEFAULTS = {"n_chains": 1000, "n_generations": 100, "n_samples": 100, "seed"
 def _check_run(table: dict) -> dict:
     table = _table("run", table)
     _unknown("run", table, ("n_chains", "n_generations", "n_samples", "seed", "chunk_size",
-                            "metrics", "snapshot_at", "save_params", "derived_metrics"))
+                            "metrics", "snapshot_at", "save_params", "derived_metrics", "x64", *settings.CHOICES))
     out = {**RUN_DEFAULTS, **table}
     out["n_chains"] = _int("run.n_chains", out["n_chains"], 1)
     out["n_generations"] = _int("run.n_generations", out["n_generations"], 1)
@@ -362,7 +366,20 @@ def _check_run(table: dict) -> dict:
         for name in derived:
             if name not in named.METRICS:
                 raise _error("run.derived_metrics", name, allowed, "unknown metric")
+    if "x64" in out and not isinstance(out["x64"], bool):
+        raise _error("run.x64", out["x64"], "true or false", f"wrong type: {_type_name(out['x64'])}")
+    for name, allowed in EXECUTION_VALUES.items():  # kept only where given: a default run's config is as before
+        if name in out:
+            _string(f"run.{name}", out[name], allowed)
     return out
+
+
+# the values a study may give the execution settings (settings.py's, the em_backend aliases included)
+EXECUTION_VALUES = {"em_backend": settings.EM_BACKENDS + tuple(settings.EM_ALIASES), "schedule": settings.SCHEDULES,
+                    "sums": settings.SUMS}
+# [run] keys that choose how, not what, is computed: out of the config digest, compared on resume by the
+# execution record (settings.different_path) instead
+EXECUTION_KEYS = ("x64", *settings.CHOICES)
 
 
 def _check_collapse(table: dict) -> dict:
@@ -482,6 +499,8 @@ def expand(raw: dict, base_dir: Path | None = None) -> list[tuple[str, dict]]:
     names = [n for n, _ in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"[sweep] gives runs with the same name: {names}")
+    if len({repr(config["run"].get("x64")) for _, config in runs}) > 1:
+        raise ConfigError("sweep.run.x64: allowed: one value for the whole study (a study runs in one precision)")
     return runs
 
 
@@ -548,6 +567,11 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return raw
 
 
+def study_x64(runs) -> bool | None:
+    """The study's [run] x64 (None: not given, JAX's own setting stays), from expand()'s runs."""
+    return runs[0][1]["run"].get("x64") if runs else None
+
+
 def digest(config: dict) -> str:
     """A stable fingerprint of a checked config (resume refuses a different one)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
@@ -574,10 +598,9 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def builtin_dir() -> Path:
-    """experiments/ next to the package (a source checkout or an editable install)."""
-    env = os.environ.get("JAXCOLLAPSE_EXPERIMENTS")
-    if env:
-        return Path(env)
+    """experiments/ next to the package (a source checkout or an editable install), or $JAXCOLLAPSE_EXPERIMENTS."""
+    if settings.environment().experiments is not None:
+        return settings.environment().experiments
     return Path(__file__).resolve().parents[2] / "experiments"
 
 

@@ -4,6 +4,7 @@ notebooks may call it directly.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import platform
@@ -39,12 +40,15 @@ def environment() -> dict:
 
 
 def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk_size: int | None = None,
-             progress: Callable[[int], None] | None = None, on_checkpoint: Callable[[int], None] | None = None):
+             progress: Callable[[int], None] | None = None, on_checkpoint: Callable[[int], None] | None = None,
+             allow_other_path: bool = False):
     """Run one plan into its directory `path`; folder: that directory's ResultsFolder, claimed by
     run_study (needed on the process that writes; the others only read a checkpoint to resume).
 
     After each chunk its records and the changed parts of the carry go to folder/checkpoint/
     (O(chunk)); the records are merged once, at the end. Returns the chain.Result and the manifest.
+    The manifest and the checkpoint hold the execution record (which code ran: settings.Resolved.record());
+    resuming a checkpoint written on another path is refused unless allow_other_path.
     """
     program, run = plan.program, plan.config["run"]
     n_generations = run["n_generations"]
@@ -55,17 +59,21 @@ def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk
     if writer and folder is None:
         raise ValueError("folder is required: the claimed ResultsFolder of path (see run_study)")
     saved_at = Path(path) / checkpoints.FOLDER
+    execution = dataclasses.replace(program.execution, plugins=plan.plugins).record()
+    earlier = []
     if resume and checkpoints.exists(saved_at):
         state_like, records_like = jax.eval_shape(program.start, key)
         carry_like = jax.eval_shape(program.layout.gather, state_like.carry)  # checkpoints hold n_chains rows
         checkpoint, generation, carry, chunks, wall_before = checkpoints.Checkpoint.resume(
-            saved_at, digest=plan.digest, carry_like=carry_like, records_like=records_like, tidy=writer)
+            saved_at, digest=plan.digest, carry_like=carry_like, records_like=records_like, tidy=writer,
+            execution=execution, allow_other_path=allow_other_path)
+        earlier = checkpoint.earlier
         state = program.device_state(ChainState(carry, generation))
         resumed = True
     else:
         if writer:
             folder.write_json("config.json", plan.config)
-            checkpoint = checkpoints.Checkpoint.fresh(folder.make_scratch(checkpoints.FOLDER), plan.digest)
+            checkpoint = checkpoints.Checkpoint.fresh(folder.make_scratch(checkpoints.FOLDER), plan.digest, execution)
         state, first = program.start(key)
         chunks, wall_before = [first], 0.0
         carry = _without_scratch(program, program.host_state(state).carry)  # from every device (and process), trimmed
@@ -98,6 +106,8 @@ def run_plan(plan: Plan, path: Path, *, folder=None, resume: bool = False, chunk
         "failed_chains": int(np.sum(result.failed)),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **environment(),
+        "execution": execution,
+        **({"earlier_execution": earlier} if earlier else {}),  # resumed over another path, or an unrecorded one
     }
     result = _params_apart(result, program)
     extra = derived_metrics(plan.config, plan.family, plan.source, result.params)
@@ -150,18 +160,46 @@ class StudyOutcome:
 
 def run_study(study, out=None, *, overrides=(), resume: bool = False, force: bool = False,
               chunk_size: int | None = None, show_progress: bool | None = None, plots: bool = True,
-              log: Callable[[str], None] | None = None, on_checkpoint=None, devices=None) -> StudyOutcome:
+              log: Callable[[str], None] | None = None, on_checkpoint=None, devices=None,
+              allow_other_path: bool = False) -> StudyOutcome:
     """Run a study file into `out` (default results/<name>): one run, or one subdirectory per sweep run.
 
     `out` must be new, empty, or a folder jaxcollapse made (store/folder.py): force replaces only the
-    files the tool wrote there; resume continues the same study. devices: where the chains run (see
-    simulate); after jax.distributed.initialize() every process runs this with the same arguments,
-    all compute and process 0 writes.
+    files the tool wrote there; resume continues the same study (allow_other_path: also from a checkpoint
+    written on another execution path). devices: where the chains run (see simulate); after
+    jax.distributed.initialize() every process runs this with the same arguments, all compute and
+    process 0 writes. A study's `[run] x64` switches JAX's float64 on (or off) for the whole call,
+    before anything is built, and back afterwards.
     """
-    log = log or (lambda message: None)
-    writer = jax.process_index() == 0
     study = Path(study)
     overrides, notice = _drop_late_snapshots(study, list(overrides))
+    x64 = config_lib.study_x64(config_lib.load_study(study, overrides)[1])
+    with precision(x64):
+        return _run_study(study, out, overrides=overrides, notice=notice, resume=resume, force=force,
+                          chunk_size=chunk_size, show_progress=show_progress, plots=plots, log=log,
+                          on_checkpoint=on_checkpoint, devices=devices, allow_other_path=allow_other_path)
+
+
+@contextlib.contextmanager
+def precision(x64: bool | None):
+    """JAX's float64 switch set to x64 inside the block (None: left as it is), restored after. Arrays made
+    before keep their dtype, and compiled programs are keyed by the switch, so runs in either precision
+    may follow each other in one process; a run must not mix them (its checkpoint refuses to)."""
+    before = bool(jax.config.jax_enable_x64)
+    if x64 is None or x64 == before:
+        yield
+        return
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def _run_study(study: Path, out, *, overrides, notice, resume, force, chunk_size, show_progress, plots, log,
+               on_checkpoint, devices, allow_other_path) -> StudyOutcome:
+    log = log or (lambda message: None)
+    writer = jax.process_index() == 0
     raw, plans = plan_study(study, overrides, devices)
     if notice and writer:
         log(notice)
@@ -199,7 +237,8 @@ def run_study(study, out=None, *, overrides=(), resume: bool = False, force: boo
                            enabled=show_progress)
             try:
                 run_plan(plan, path, folder=folder.within(plan.name) if writer else None, resume=resume,
-                         chunk_size=chunk_size, progress=bar.update, on_checkpoint=on_checkpoint)
+                         chunk_size=chunk_size, progress=bar.update, on_checkpoint=on_checkpoint,
+                         allow_other_path=allow_other_path)
             finally:
                 bar.close()
             results[plan.label] = io.Results(path)
