@@ -15,7 +15,7 @@ from jaxcollapse.engine import program as program_lib
 from jaxcollapse.native import build
 from jaxcollapse.native import em as native_em
 from jaxcollapse.store import runs as io
-from jaxcollapse.study import plan_study, run_study
+from jaxcollapse.study import plan_study, run_digest, run_study
 from jaxcollapse.study.config import ConfigError
 
 GAUSSIAN = GAUSSIAN_SWEEP.split("[sweep]")[0].replace("snapshot_at = [4]", "snapshot_at = []")
@@ -108,27 +108,6 @@ def test_a_run_logs_what_it_resolved_once(caplog, monkeypatch):
     assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("jaxcollapse").handlers)  # quiet
 
 
-def test_the_schedule_is_in_the_programs_cache_key(monkeypatch, execution):
-    """A program traced under one schedule is not reused under another (a family without lanes included):
-    generation 0's program calls start_one only while it is traced."""
-    traced = []
-    start_one = program_lib.start_one
-    monkeypatch.setattr(program_lib, "start_one", lambda *args: traced.append(1) or start_one(*args))
-    fam = jc.Gaussian(dim=1)
-    src = fam.make_params(mean=[0.0], cov=[[1.0]])
-
-    def run():
-        return jc.simulate(jax.random.key(0), fam, src, n_chains=3, n_generations=2, n_samples=5)
-
-    run()
-    before = len(traced)
-    run()
-    assert len(traced) == before             # the same settings: the compiled program is reused
-    execution(schedule="lanes")
-    run()
-    assert len(traced) == before + 1         # traced anew
-
-
 # ---------------------------------------------------------------- recorded, and resumed onto the same path
 def _interrupted(tmp_path, text, overrides=()):
     """A run stopped after its first chunk: its folder, with the checkpoint."""
@@ -192,9 +171,9 @@ def test_a_studys_execution_keys_choose_the_path_and_a_different_one_refuses_to_
     assert plan.program.settings == settings.ExecutionSettings("xla", "auto", "reduce")
     assert settings.current() == settings.environment().execution  # the study's keys stay with its programs
     # the execution keys are out of the config digest: what they resolve to is compared instead
-    _, (default,) = plan_study(write(tmp_path, TINY_GMM))
-    assert default.digest == plan.digest
-    saved, now = default.program.execution.record(), execution.record()
+    assert plan.digest == run_digest({**plan.config, "run": {k: v for k, v in plan.config["run"].items()
+                                                             if k not in ("em_backend", "sums")}})
+    saved, now = program_lib.resolve_execution(plan.family).record(), execution.record()  # the default's, this one's
     line = settings.different_path(saved, now)
     assert line.startswith(f"written by em_backend={saved['em_backend']}, sums=product")
     assert "; this run resolves em_backend=xla, sums=reduce, x64=false, jax" in line
@@ -210,3 +189,24 @@ def test_a_study_with_x64_records_float64(tmp_path):
     assert results.params["mean"].dtype == np.float64 and results.metrics["log_var"].dtype == np.float64
     with pytest.raises(ConfigError, match="sweep.run.x64"):
         plan_study(write(tmp_path, GAUSSIAN + '\n[sweep]\n"run.x64" = [true, false]\n', "sweep.toml"))
+
+
+def test_the_schedule_is_in_the_programs_cache_key(monkeypatch, execution):
+    """A program traced under one schedule is not reused under another (a family without lanes included):
+    generation 0's program calls start_one only while it is traced."""
+    traced = []
+    start_one = program_lib.start_one
+    monkeypatch.setattr(program_lib, "start_one", lambda *args: traced.append(1) or start_one(*args))
+    fam = jc.Gaussian(dim=1, ddof=0)
+    src = fam.make_params(mean=[0.0], cov=[[4.0]])
+
+    def run():  # GAUSSIAN's shapes: its study's programs, compiled above, may be reused
+        return jc.simulate(jax.random.key(0), fam, src, n_chains=8, n_generations=4, n_samples=6, chunk_size=2)
+
+    run()
+    before = len(traced)
+    run()
+    assert len(traced) == before             # the same settings: the compiled program is reused
+    execution(schedule="lanes")
+    run()
+    assert len(traced) == before + 1         # traced anew
