@@ -28,17 +28,18 @@ import jax
 import jax.numpy as jnp
 
 from jaxcollapse.engine.step import conclude_fit, prepare_fit
+from jaxcollapse.families import base as family_base
 from jaxcollapse.families.em.compaction import block_sizes
 
-HOOKS = ("fit_begin", "fit_iterate", "fit_running", "fit_end")
+HOOKS = ("fit_begin", "fit_iterate", "fit_running", "fit_end")   # families/base.FitInPieces
 COMPACT_SHARE = 0.34   # step only the running lanes (gathered) once fewer than this share of the lanes run
 
 
 def pipelines(family) -> bool:
     """Whether the engine runs this family's generations lane by lane (it has the fit in pieces, and its
     fit is the only one it has: no sufficient statistics, no fit in the generating model's own frame)."""
-    local = hasattr(family, "generate_local") and hasattr(family, "fit_local")
-    return all(hasattr(family, name) for name in HOOKS) and not getattr(family, "has_stats", False) and not local
+    return (family_base.has_fit_in_pieces(family) and not family_base.has_sufficient_stats(family)
+            and not family_base.has_local_coordinates(family))
 
 
 class LaneLayout(NamedTuple):

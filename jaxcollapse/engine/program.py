@@ -55,7 +55,19 @@ class ChainState(NamedTuple):
     generation: int
 
 
+_TRACES = [0]   # how many times _start_all / _advance_all were traced (each a new compiled program)
+
+
+def trace_count() -> int:
+    """How many engine programs (generation 0, a chunk of generations) this process has traced so far.
+
+    A run that reuses compiled programs leaves it unchanged: jaxcollapse.testing reads it to check that a
+    new value of a traced number (a family's lam, a stage's fraction) runs without compiling anew."""
+    return _TRACES[0]
+
+
 def _start_all(family, stage, source, chain_keys, spec, mesh=None):
+    _TRACES[0] += 1
     def all_chains(shared, chain_keys, stage):
         family, source = shared
         return jax.vmap(lambda key, st: start_one(family, st, source, key, spec))(chain_keys, stage)
@@ -67,6 +79,7 @@ def _start_all(family, stage, source, chain_keys, spec, mesh=None):
 def _advance_all(carry, first_generation, n_valid, family, stage, source, spec, n_steps, mesh=None, lanes="scan"):
     """n_steps generations per chain; steps past n_valid are skipped, so a short last chunk reuses the program.
     lanes: "scan", or the layout of engine/pipeline.py's lane-by-lane schedule ("cpu", "accelerator")."""
+    _TRACES[0] += 1
 
     def all_chains(shared, carry, stage):
         family, source, first_generation, n_valid = shared

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import types
-from jaxcollapse.families.base import heldout_per_chain, zero_points
+from jaxcollapse.families import base as family_base
+from jaxcollapse.families.base import zero_points
 from jaxcollapse.stages.base import stage_record
 from jaxcollapse.types import Context, Source, TrainingSet
 
@@ -55,16 +56,14 @@ def chain_source(family, source: Source, chain_key, n_samples: int) -> tuple[Sou
     shared, so a real data pool is never copied per chain.
     """
     key = jax.random.fold_in(chain_key, HELDOUT_STREAM)
-    hook = getattr(family, "chain_source", None)
-    seen = hook(key, source, n_samples) if hook is not None else heldout_per_chain(family, key, source)
+    seen = family_base.chain_view(family, key, source, n_samples)
     fields = {name: getattr(seen, name) for name in Source._fields if getattr(seen, name) is not getattr(source, name)}
     return seen, fields
 
 
 def recorded_params(family, params):
     """What a run records of the carried params: family.record_params(params) if it has one, else params."""
-    record_params = getattr(family, "record_params", None)
-    return params if record_params is None else record_params(params)
+    return family_base.recorded_params(family, params)
 
 
 def _record(family, spec: Spec, params, source, info, chain_key, stage_metrics):
@@ -107,7 +106,7 @@ def _fit_rows(a, rows: int):
 
 def _generate(family, key, params, n: int, source):
     """(points, their coordinates in the generating model's own frame, or None if the family has no fit_local)."""
-    if hasattr(family, "generate_local") and hasattr(family, "fit_local"):
+    if family_base.has_local_coordinates(family):
         return family.generate_local(key, params, n, source)
     return family.generate(key, params, n, source), None
 
@@ -154,10 +153,10 @@ def start_one(family, stage, source, chain_key, spec: Spec):
     ctx = Context(family, params, source, jnp.asarray(0, jnp.int32), spec.n_generations, spec.n_samples, k_real)
     state = stage.init(real, ctx)
     carry = ChainCarry(chain_key, params, state, source_fields, snapshots)
-    if hasattr(family, "resize_params"):
+    if family_base.declares(family, "resize_params"):
         # params that hold their training set (KDE) take the shape of later generations' training sets
         later = jax.eval_shape(lambda c: step_one(family, stage, shared_source, spec, c, 1)[0].params, carry)
-        params = family.resize_params(params, later)
+        params = family_base.resized_params(family, params, later)
         carry = carry._replace(params=params)
     return carry, _record(family, spec, params, source, info, chain_key, stage_record(stage, state))
 

@@ -1,5 +1,21 @@
 """Model families: one file (or folder) each, registered by name in REGISTRY."""
-from jaxcollapse.families.base import REGISTRY, Family, SufficientStats, register
+from jaxcollapse.families.base import (
+    HOOKS,
+    REGISTRY,
+    ChainSource,
+    Family,
+    FamilyBase,
+    FitInPieces,
+    HeldOut,
+    LocalCoordinates,
+    PointStruct,
+    RecordParams,
+    ResizeParams,
+    SufficientStats,
+    family,
+    hooks,
+    register,
+)
 from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
 from jaxcollapse.families.gmm import GMM, GMMParams
@@ -9,6 +25,8 @@ from jaxcollapse.families.regression import LinearRegression, RegressionParams, 
 from jaxcollapse.families.transformer import Transformer, TransformerParams
 from jaxcollapse.families.vae import VAE, VAEParams
 
-__all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", "Family", "GMMParams", "Gaussian",
-           "GaussianParams", "KDEParams", "LinearRegression", "MoonsParams", "NGram", "NGramParams", "RegressionParams",
-           "RegressionSource", "SufficientStats", "Transformer", "TransformerParams", "VAEParams", "register"]
+__all__ = ["Categorical", "CategoricalParams", "ChainSource", "Family", "FamilyBase", "FitInPieces", "GMM", "GMMParams",
+           "Gaussian", "GaussianParams", "HOOKS", "HeldOut", "KDE", "KDEParams", "LinearRegression", "LocalCoordinates",
+           "MoonsParams", "NGram", "NGramParams", "PointStruct", "REGISTRY", "RecordParams", "RegressionParams",
+           "RegressionSource", "ResizeParams", "SufficientStats", "Transformer", "TransformerParams", "VAE", "VAEParams",
+           "family", "hooks", "register"]

@@ -29,10 +29,15 @@ REGISTRY: dict[str, type] = {}
 
 @runtime_checkable
 class Family(Protocol):
-    """The engine's contract. Points are arrays [n, *point_shape] or pytrees of them (point_struct)."""
+    """The engine's contract (required of every family; the optional hooks below are each their own Protocol).
 
-    has_stats: bool        # True: stats / merge_stats / fit_stats exist (O(1)-memory accumulate)
-    heldout_size: int      # held-out real points a parametric source gets per chain (0: none)
+    Points are arrays [n, *point_shape] of point_dtype, or pytrees of them (declare point_struct: FamilyBase
+    then derives point_shape / point_dtype as the pytrees of the leaves' shapes and dtypes). Methods are
+    pure, take the key first, and see one chain (no chain axis): the engine vmaps them.
+    """
+
+    point_shape: Any       # one point's shape: a tuple (a pytree of tuples for pytree points)
+    point_dtype: Any       # one point's dtype (a pytree of dtypes for pytree points)
 
     def check_params(self, params) -> Any: ...           # validated params of a source, or raise
 
@@ -48,11 +53,14 @@ class Family(Protocol):
 
     def log_prob(self, params, x) -> jax.Array: ...
 
-    def metrics(self, key, params, source: Source) -> dict: ...
+    def metrics(self, key, params, source: Source) -> dict: ...   # never NaN for a finite model
 
 
+# ---- optional hooks: each a small Protocol; the engine tests for them only through the helpers below ----
 @runtime_checkable
 class SufficientStats(Protocol):
+    """O(1)-memory accumulation: accumulating stages keep merge_stats(stats(x, w), ...) and the engine fits fit_stats."""
+
     def stats(self, x, w) -> Any: ...
 
     def merge_stats(self, a, b) -> Any: ...
@@ -60,11 +68,175 @@ class SufficientStats(Protocol):
     def fit_stats(self, stats) -> tuple[Any, FitInfo]: ...
 
 
+@runtime_checkable
+class LocalCoordinates(Protocol):
+    """Fit in the generating model's own frame: each generation is generated with generate_local, and fitted
+    with fit_local whenever the stage hands the generated points on unchanged (exact however far it collapses)."""
+
+    def generate_local(self, key, params, n: int, source: Source) -> tuple[Any, Any]: ...   # (points, local)
+
+    def fit_local(self, key, local, w, init) -> tuple[Any, FitInfo]: ...
+
+
+@runtime_checkable
+class ChainSource(Protocol):
+    """The source as one chain sees it (held-out points, a fixed design): called once per chain at generation 0."""
+
+    def chain_source(self, key, source: Source, n_samples: int) -> Source: ...
+
+
+@runtime_checkable
+class RecordParams(Protocol):
+    """What a run records of the carried params (a NamedTuple), called at every recorded generation."""
+
+    def record_params(self, params) -> Any: ...
+
+
+@runtime_checkable
+class ResizeParams(Protocol):
+    """Params that hold their training set (KDE): generation 0's are grown once, at the start, to later shapes."""
+
+    def resize_params(self, params, like) -> Any: ...
+
+
+@runtime_checkable
+class PointStruct(Protocol):
+    """Pytree points ((x, y) pairs): one point's ShapeDtypeStruct pytree, read wherever the engine allocates points."""
+
+    point_struct: Any
+
+
+@runtime_checkable
+class HeldOut(Protocol):
+    """Held-out real points a parametric source gets per chain (drawn with sample() by the default chain_source)."""
+
+    heldout_size: int
+
+
+@runtime_checkable
+class FitInPieces(Protocol):
+    """The fit in pieces: with no other fit (stats, local), the engine may step generations lane by lane (pipeline.py)."""
+
+    def fit_begin(self, key, x, w, init) -> tuple[Any, Any]: ...   # (state, data), one chain
+
+    def fit_iterate(self, states, datas) -> Any: ...               # one iteration of a batch (leading axis)
+
+    def fit_running(self, state) -> jax.Array: ...
+
+    def fit_end(self, state, data) -> tuple[Any, FitInfo]: ...     # what fit() would have returned
+
+
+HOOKS: dict[str, type] = {
+    "sufficient_stats": SufficientStats,
+    "local_coordinates": LocalCoordinates,
+    "chain_source": ChainSource,
+    "record_params": RecordParams,
+    "resize_params": ResizeParams,
+    "point_struct": PointStruct,
+    "heldout": HeldOut,
+    "fit_in_pieces": FitInPieces,
+}
+
+
+def hooks(fam) -> frozenset[str]:
+    """The optional hooks (names of HOOKS) a family declares in full (HeldOut only with heldout_size > 0).
+
+    Examples:
+      >>> import jaxcollapse as jc
+      >>> sorted(hooks(jc.Gaussian(dim=1)))
+      ['chain_source', 'local_coordinates', 'record_params', 'sufficient_stats']
+    """
+    return frozenset(name for name, protocol in HOOKS.items()
+                     if isinstance(fam, protocol) and (name != "heldout" or heldout_size(fam) > 0))
+
+
+def declares(fam, hook: str) -> bool:
+    """Whether a family declares one optional hook (a name of HOOKS) in full."""
+    return isinstance(fam, HOOKS[hook])
+
+
+def partial_hooks(fam) -> dict[str, list[str]]:
+    """Hooks a family declares only in part ({hook: its missing methods}): the engine ignores those."""
+    out = {}
+    for name, protocol in HOOKS.items():
+        members = _members(protocol)
+        present = [m for m in members if hasattr(fam, m)]
+        if present and len(present) < len(members):
+            out[name] = [m for m in members if m not in present]
+    return out
+
+
+def missing_members(fam) -> list[str]:
+    """The Family protocol's members a family lacks ([] for a family)."""
+    return [m for m in _members(Family) if not hasattr(fam, m)]
+
+
+def _members(protocol) -> list[str]:
+    names = set()
+    for base in protocol.__mro__:
+        if base is Protocol or base is object or base.__name__ in ("Protocol", "Generic"):
+            continue
+        names |= {n for n in vars(base).get("__annotations__", {})}
+        names |= {n for n, v in vars(base).items() if callable(v) and not n.startswith("_")}
+    return sorted(names)
+
+
+def has_sufficient_stats(fam) -> bool:
+    """Whether accumulating stages may keep statistics instead of a pool (SufficientStats)."""
+    return isinstance(fam, SufficientStats)
+
+
+def has_local_coordinates(fam) -> bool:
+    """Whether the engine generates and fits in the generating model's own frame (LocalCoordinates)."""
+    return isinstance(fam, LocalCoordinates)
+
+
+def has_fit_in_pieces(fam) -> bool:
+    """Whether the family's fit can be stepped lane by lane (FitInPieces)."""
+    return isinstance(fam, FitInPieces)
+
+
+def chain_view(fam, key, source: Source, n_samples: int) -> Source:
+    """The source as one chain sees it: the family's chain_source, else its held-out points (heldout_per_chain)."""
+    if isinstance(fam, ChainSource):
+        return fam.chain_source(key, source, n_samples)
+    return heldout_per_chain(fam, key, source)
+
+
+def recorded_params(fam, params):
+    """What a run records of the carried params: the family's record_params(params), else the params."""
+    return fam.record_params(params) if isinstance(fam, RecordParams) else params
+
+
+def resized_params(fam, params, like):
+    """Generation 0's params in the shape of later generations' (`like`): resize_params, else unchanged."""
+    return fam.resize_params(params, like) if isinstance(fam, ResizeParams) else params
+
+
+def heldout_size(fam) -> int:
+    """Held-out real points a parametric source gets per chain (0 for a family without HeldOut)."""
+    return fam.heldout_size if isinstance(fam, HeldOut) else 0
+
+
 class FamilyBase:
     """Defaults every built-in family shares (a family need not inherit it: the protocol is what counts)."""
 
-    has_stats = False
     heldout_size = 0
+
+    @property
+    def has_stats(self) -> bool:
+        """Kept for stages that still read it: the same as has_sufficient_stats(self) (built-ins set it)."""
+        return has_sufficient_stats(self)
+
+    @property
+    def point_shape(self):
+        """One point's shape; for pytree points (point_struct), the pytree of the leaves' shapes."""
+        return jax.tree_util.tree_map(lambda s: tuple(s.shape), self.point_struct)
+
+    @property
+    def point_dtype(self):
+        """One point's dtype; for pytree points (point_struct), the pytree of the leaves' dtypes."""
+        return jax.tree_util.tree_map(lambda s: s.dtype, self.point_struct)
 
     def check_source(self, source) -> Source:
         """A checked Source from true params, a real data array, or a jc.Source (ValueError naming it)."""
@@ -85,7 +257,7 @@ class FamilyBase:
 
 def heldout_per_chain(fam, key, source: Source) -> Source:
     """Held-out real points drawn per chain when the source is a distribution and the family asks for them."""
-    if source.heldout is not None or source.params is None or not getattr(fam, "heldout_size", 0):
+    if source.heldout is not None or source.params is None or not heldout_size(fam):
         return source
     return source._replace(heldout=fam.sample(key, source.params, fam.heldout_size))
 
@@ -160,9 +332,8 @@ def compiled_when_eager(method):
 
 def point_struct(fam) -> Any:
     """One point's shape and dtype (a pytree of ShapeDtypeStruct for pytree points)."""
-    struct = getattr(fam, "point_struct", None)
-    if struct is not None:
-        return struct
+    if isinstance(fam, PointStruct):
+        return fam.point_struct
     return jax.ShapeDtypeStruct(tuple(fam.point_shape), fam.point_dtype)
 
 
