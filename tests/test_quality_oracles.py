@@ -11,7 +11,7 @@ from conftest import Z_MAX, z_score
 
 import jaxcollapse as jc
 from jaxcollapse import theory
-from jaxcollapse.engine import program as program_lib
+from jaxcollapse.engine import trace_count
 
 CHAINS = 10_000
 
@@ -132,9 +132,9 @@ def test_top_k_lost_mass_and_temperature_top_p_match_their_closed_forms():
     assert_mean_zero((lost - theory.lost_mass(probs, q, n))[:, None], "lost mass - sum p (1 - q)^T")
     assert np.all(np.sum(p1 > 0, axis=1) <= 5)
     # temperature and top_p are traced: another setting reuses the compiled programs
-    before = (program_lib._start_jit._cache_size(), program_lib._advance_jit._cache_size())
+    before = trace_count()
     hot = jc.simulate(jax.random.key(14), jc.Categorical(n_states, temperature=0.7, top_p=0.83), source, **run)
-    assert (program_lib._start_jit._cache_size(), program_lib._advance_jit._cache_size()) == before
+    assert trace_count() == before
     p0, p1 = hot.params.probs[:, 0].astype(float), hot.params.probs[:, 1].astype(float)
     expected = np.stack([theory.sampler_probs(p, temperature=0.7, top_p=0.83) for p in p0])
     assert_mean_zero(p1 - expected, "p_1 - sampler oracle")

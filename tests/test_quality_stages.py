@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxcollapse as jc
-from jaxcollapse.engine import program as program_lib
+from jaxcollapse.engine import trace_count
 
 FAM = jc.Gaussian(dim=1, ddof=1)
 SRC = FAM.make_params(mean=[0.0], cov=[[1.0]])
@@ -33,10 +33,6 @@ def weighted_fit(x, w, ddof=1):
 def stage_keys(chain_key, generation, n_stages):
     k_stage = jax.random.split(jax.random.fold_in(chain_key, generation), 4)[2]
     return jax.random.split(k_stage, n_stages)
-
-
-def compiled_programs():
-    return program_lib._start_jit._cache_size(), program_lib._advance_jit._cache_size()
 
 
 CHAIN_COMPILES = []  # XLA compiles of the chain programs (jit(_start_all), jit(_advance_all))
@@ -99,10 +95,10 @@ def test_filters_in_a_pipeline_with_keep_real_match_numpy(filtered):
 
 def test_new_keep_and_fraction_reuse_the_compiled_program(filtered):
     regime, res = filtered
-    before = compiled_programs()
+    before = trace_count()
     other = jc.simulate(jax.random.key(0), FAM, SRC, n_chains=CHAINS, n_generations=GENS, n_samples=N,
                         regime=filters([0.6, 0.5, 0.9], 0.2), snapshot_at=range(GENS + 1))
-    assert compiled_programs() == before
+    assert trace_count() == before
     for c, keep in enumerate([0.6, 0.5, 0.9]):
         expected = numpy_filters(other, c, keep, 0.2)
         np.testing.assert_allclose(other.params.cov[c, 1:, 0, 0], expected[:, 1], rtol=1e-4, atol=1e-6)
