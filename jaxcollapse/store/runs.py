@@ -7,7 +7,7 @@ One run's directory:
     params.npz       parameter histories [chain, generation, ...] (when recorded and saved)
     fit_info.npz     per-fit flags [chain, generation]: n_iter, converged, log_lik, finite; each chain's key
     snapshots.npz    snapshot_at [k], samples [chain, k, n_samples, ...]   (when asked for)
-    manifest.json    versions, devices, seed, wall time, chain-generations per second
+    manifest.json    versions, devices, seed, the execution record (which code ran), wall time, chain-gen/s
     checkpoint/      the carry and per-chunk records while a run is unfinished (checkpoints.py; removed at the end)
     figures/
 A sweep's directory holds study.json (its runs and swept keys), figures/ and one run
