@@ -1,5 +1,5 @@
 """jaxcollapse: model-collapse chains as one compiled JAX program."""
-from jaxcollapse import datasets, metrics, mixture_metrics, settings, theory
+from jaxcollapse import datasets, metrics, mixture_metrics, settings, testing, theory
 from jaxcollapse.engine import Result, simulate
 from jaxcollapse.families import (
     GMM,
@@ -49,4 +49,4 @@ __all__ = ["GMM", "KDE", "REGISTRY", "VAE", "Categorical", "CategoricalParams", 
            "RegressionParams", "RegressionSource", "Result", "Source", "SufficientStats", "TrainingSet", "Transformer",
            "TransformerParams", "VAEParams", "accumulate", "accumulate_subsample", "adaptive_real", "correct", "curate",
            "datasets", "filter_top", "fresh_real", "keep_real", "load", "metrics", "mixture_metrics", "pipeline", "replace",
-           "scores", "settings", "simulate", "stage", "theory", "verify"]
+           "scores", "settings", "simulate", "stage", "testing", "theory", "verify"]
