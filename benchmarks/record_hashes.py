@@ -7,7 +7,7 @@ bytes: zip timestamps differ). Prints, and writes with --json, {study: {file: {a
 
     cd /tmp && PYTHONPATH=/path/to/checkout python /path/to/record_hashes.py --studies-dir /path/to/checkout/experiments \
         --json before.json
-    ... the same with the refactored checkout to after.json, then: cmp before.json after.json
+    ... then with the refactored checkout: --json after.json --against before.json   (exit 1: something differs)
 
 Run it outside a checkout (as above: cd /tmp): `python -m` puts the working directory first on sys.path. The
 subprocesses inherit the environment (PYTHONPATH, JAXCOLLAPSE_NATIVE, ...); the compilation cache only saves time.
@@ -79,12 +79,26 @@ def run_study(python: str, toml: Path, workdir: Path) -> tuple[dict, float]:
     return hash_records(out), seconds
 
 
+def differences(before: dict, after: dict) -> list[str]:
+    """One line per file whose arrays differ, in the studies both runs hashed."""
+    lines = []
+    for study in sorted(before.keys() & after.keys()):
+        for file in sorted(before[study].keys() | after[study].keys()):
+            old, new = before[study].get(file, {}), after[study].get(file, {})
+            changed = sorted(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+            if changed:
+                lines.append(f"{study}/{file}: {', '.join(changed)}")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies-dir", type=Path, default=REPO / "experiments", help="default: <repo>/experiments")
     parser.add_argument("--json", type=Path, help="write the hashes here")
     parser.add_argument("--python", default=sys.executable, help="the interpreter that runs the CLI (default: this one)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="only these studies (file stems)")
+    parser.add_argument("--against", type=Path, metavar="JSON",
+                        help="an earlier run's --json: list what differs (the studies both ran) and exit 1 if anything does")
     args = parser.parse_args(argv)
     studies = sorted(args.studies_dir.resolve().glob("*.toml"))
     if args.only:
@@ -114,7 +128,10 @@ def main(argv=None) -> int:
         args.json.write_text(text + "\n")
     if failed:
         print(f"# failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    changed = differences(json.loads(args.against.read_text()), hashes) if args.against else []
+    if args.against:
+        print("\n".join(["# DIFFERS " + line for line in changed] or [f"# every array as in {args.against}"]), file=sys.stderr)
+    return 1 if failed or changed else 0
 
 
 if __name__ == "__main__":
