@@ -228,3 +228,10 @@ def test_installed_plugins_load_once_through_the_entry_point_group(monkeypatch):
     assert plugins.load_installed() == {"fake": "fake_package.plugin"} and loads == [1]
     assert plugin_record({"plugins": {"a.py": "0" * 64}}) == {"a.py": "0" * 64, "entry point fake": "fake_package.plugin"}
 
+
+def test_the_poisson_example_study_runs_at_a_tiny_size(tmp_path):
+    study = Path(__file__).resolve().parents[1] / "experiments" / "poisson.toml"
+    outcome = run_study(study, tmp_path / "out", show_progress=False,
+                        overrides=["run.n_chains=8", "run.n_generations=4", "run.n_samples=20"])
+    assert set(outcome.plans[0].config["plugins"]) == {"poisson.py"}
+    assert list((outcome.path / "figures").glob("*.png"))
