@@ -88,7 +88,7 @@ def test_each_choice_resolves_with_a_reason(monkeypatch, execution):
     monkeypatch.setattr(build, "library", lambda: (None, "no C++ compiler found (set CXX)"))
     assert str(native_em.resolve(2, 2, np.float32, "auto")) == "xla (native build failed: no C++ compiler found (set CXX))"
     execution(em_backend="native")
-    with pytest.raises(RuntimeError, match="em_backend=native .* but the native build failed: no C\\+\\+ compiler"):
+    with pytest.raises(ValueError, match="em_backend = 'native' .* but the native build failed: no C\\+\\+ compiler"):
         native_em.resolve(2, 2, np.float32)
 
 

@@ -19,7 +19,7 @@ from jaxcollapse._precision import full_float32
 from jaxcollapse.engine import pipeline
 from jaxcollapse.engine.result import Result
 from jaxcollapse.engine.step import ChainCarry, Spec, chain_source, recorded_params, start_one, step_one
-from jaxcollapse.families.base import REGISTRY, Family, make_source, tracing_one_off, zero_points
+from jaxcollapse.families.base import REGISTRY, Family, execution_choices, make_source, tracing_one_off, zero_points
 from jaxcollapse.stages import base as stages_base
 from jaxcollapse.stages import mixing
 from jaxcollapse.types import Context
@@ -43,7 +43,7 @@ def schedule(family) -> str:
 
 def resolve_execution(family, plugins=None) -> settings.Resolved:
     """What a program of this family resolves now: its execution choices and why, x64, the versions."""
-    choices = getattr(family, "execution_choices", dict)()
+    choices = execution_choices(family)
     return settings.Resolved(settings.current(), choices.get("em_backend"), resolve_schedule(family),
                              choices.get("sums"), bool(jax.config.jax_enable_x64), plugins=dict(plugins or {}))
 

@@ -126,6 +126,13 @@ class FitInPieces(Protocol):
     def fit_end(self, state, data) -> tuple[Any, FitInfo]: ...     # what fit() would have returned
 
 
+@runtime_checkable
+class ExecutionChoices(Protocol):
+    """Code paths a family chooses between (the GMM's EM backend and sums): {setting: settings.Choice}, recorded."""
+
+    def execution_choices(self) -> dict: ...
+
+
 HOOKS: dict[str, type] = {
     "sufficient_stats": SufficientStats,
     "local_coordinates": LocalCoordinates,
@@ -135,6 +142,7 @@ HOOKS: dict[str, type] = {
     "point_struct": PointStruct,
     "heldout": HeldOut,
     "fit_in_pieces": FitInPieces,
+    "execution_choices": ExecutionChoices,
 }
 
 
@@ -211,6 +219,11 @@ def recorded_params(fam, params):
 def resized_params(fam, params, like):
     """Generation 0's params in the shape of later generations' (`like`): resize_params, else unchanged."""
     return fam.resize_params(params, like) if isinstance(fam, ResizeParams) else params
+
+
+def execution_choices(fam) -> dict:
+    """The code paths a family resolves now ({} for a family with one path)."""
+    return fam.execution_choices() if isinstance(fam, ExecutionChoices) else {}
 
 
 def heldout_size(fam) -> int:

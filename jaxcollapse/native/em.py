@@ -37,7 +37,8 @@ def resolve(n_components: int, dim: int, dtype, requested: str | None = None) ->
     lib, why = build.library()
     if lib is None:
         if requested == "native":
-            raise RuntimeError(f"em_backend=native ({settings.source('em_backend')}) but the native build failed: {why}")
+            raise ValueError(f"em_backend = 'native' ({settings.source('em_backend')}) but the native build failed: {why}; "
+                             f"allowed here: 'auto' or 'xla'")
         return settings.Choice("xla", f"native build failed: {why}")
     return settings.Choice("native", f"{'requested' if requested == 'native' else 'auto'}: CPU, d <= {MAX_DIM}, "
                                      f"K <= {MAX_COMPONENTS}, library built")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import types
-from jaxcollapse.families.base import point_struct
+from jaxcollapse.families.base import has_sufficient_stats, point_struct
 from jaxcollapse.stages.base import number, stage
 from jaxcollapse.stages.registry import register_stage
 
@@ -89,7 +89,7 @@ class Accumulate:
     name = "accumulate"
 
     def init(self, real, ctx):
-        if ctx.family.has_stats:
+        if has_sufficient_stats(ctx.family):
             return StatsState(ctx.family.stats(real, types.weights(types.n_points(real))))
         return _pool_init(real, ctx)
 
@@ -101,7 +101,7 @@ class Accumulate:
         return state, types.TrainingSet(state.x, state.w)
 
     def pool_bytes(self, family, n_chains, n_generations, n_samples) -> int:
-        return 0 if family.has_stats else _pool_bytes(family, n_chains, n_generations, n_samples)
+        return 0 if has_sufficient_stats(family) else _pool_bytes(family, n_chains, n_generations, n_samples)
 
 
 @stage

@@ -27,6 +27,7 @@ import numpy as np
 from jaxcollapse import _checks, types
 from jaxcollapse._prefix import prefix_sums
 from jaxcollapse._registry import Registry
+from jaxcollapse.families.base import has_sufficient_stats
 from jaxcollapse.stages import scores as scores_lib
 from jaxcollapse.stages.base import number, stage
 from jaxcollapse.stages.registry import register_stage
@@ -78,7 +79,7 @@ class FilterTop:
     def update_to_fit(self, key, state, batch, ctx):
         """As the last stage: a family whose fit sees only the weighted points (sufficient statistics)
         gets the whole batch with weight 0 on the dropped candidates (the same fit, no compaction)."""
-        if not ctx.family.has_stats:
+        if not has_sufficient_stats(ctx.family):
             return self.update(key, state, batch, ctx)
         s, valid, n = self._scored(state, batch, ctx)
         return state, batch._replace(w=jnp.where(_kept(s, valid, n), batch.w, 0.0))
