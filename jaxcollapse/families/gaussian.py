@@ -199,14 +199,18 @@ class Gaussian(FamilyBase):
         cov = scatter / (count - self.ddof)
         return 0.5 * (cov + cov.T) + self.reg_covar * jnp.eye(self.dim, dtype=cov.dtype)
 
-    def fit_stats(self, stats: GaussianStats) -> tuple[GaussianModel, FitInfo]:
-        model = GaussianModel(stats.mean, *log_cholesky.factor(self._covariance(stats.scatter, stats.count)))
+    def fit_stats(self, stats: GaussianStats, rank=None) -> tuple[GaussianModel, FitInfo]:
+        model = GaussianModel(stats.mean, *log_cholesky.factor(self._covariance(stats.scatter, stats.count), rank))
         return model, closed_form_info(model)
 
     def fit(self, key, x, w, init=None) -> tuple[GaussianModel, FitInfo]:
         """Fit points in the user's coordinates (real data, mixed or pooled training sets)."""
         del key, init  # closed form
-        return self.fit_stats(self.stats(x, w))
+        return self.fit_stats(self.stats(x, w), self._spanned(w))
+
+    def _spanned(self, w):
+        """How many directions the points with weight > 0 can span (a floor spans them all)."""
+        return jnp.where(self.reg_covar > 0, self.dim, jnp.sum(w > 0) - 1)
 
     def fit_local(self, key, local, w, init) -> tuple[GaussianModel, FitInfo]:
         """Fit the points init generated, given as their standard draws z (x = mean + sqrt(lam) L z).
@@ -223,7 +227,7 @@ class Gaussian(FamilyBase):
         cov = scatter / (count - self.ddof)
         generating = init.log_diag + 0.5 * jnp.log(self.lam)   # log-scales of sqrt(lam) L
         mean = init.mean + log_cholesky.matrix(init.unit_chol, generating) @ local_mean
-        t = log_cholesky.cholesky(0.5 * (cov + cov.T))
+        t = log_cholesky.cholesky(0.5 * (cov + cov.T), jnp.sum(w > 0) - 1)
 
         def exact(_):
             return GaussianModel(mean, *log_cholesky.compose(init.unit_chol, generating, t))

@@ -22,23 +22,26 @@ import jax
 import jax.numpy as jnp
 
 
-def cholesky(a):
+def cholesky(a, rank=None):
     """Lower Cholesky factor of a symmetric positive semi-definite matrix, never NaN for finite input.
 
     A pivot <= dim * eps * a_jj (indistinguishable from zero after rounding) gives a zero column:
-    L L^T is then the positive semi-definite part the data determine.
+    L L^T is then the positive semi-definite part the data determine. rank (traced): columns from
+    `rank` on are zero whatever rounding left there (n centred points span at most n - 1 directions).
     """
     a = jnp.asarray(a)
     dim = a.shape[-1]
     tiny = dim * jnp.finfo(a.dtype).eps
     if dim == 1:
-        return jnp.sqrt(jnp.where(a > 0, a, 0.0))
+        return jnp.sqrt(jnp.where((a > 0) if rank is None else (a > 0) & (rank >= 1), a, 0.0))
     index = jnp.arange(dim)
 
     def column(j, low):
         col = a[:, j] - low @ low[j]           # a[i, j] - sum_{k<j} L[i, k] L[j, k] (columns >= j still zero)
         pivot = col[j]
         ok = pivot > tiny * a[j, j]
+        if rank is not None:
+            ok = ok & (j < rank)
         root = jnp.sqrt(jnp.where(ok, pivot, 1.0))
         new = jnp.where(ok & (index > j), col / root, 0.0)
         new = jnp.where(index == j, jnp.where(ok, root, 0.0), new)
@@ -56,9 +59,9 @@ def split(low):
     return unit, jnp.log(jnp.where(positive, diag, 0.0))
 
 
-def factor(cov):
-    """(U, log_diag) of a covariance matrix (degenerate directions: -inf)."""
-    return split(cholesky(cov))
+def factor(cov, rank=None):
+    """(U, log_diag) of a covariance matrix (degenerate directions: -inf; see cholesky for rank)."""
+    return split(cholesky(cov, rank))
 
 
 def compose(unit, log_diag, t):
