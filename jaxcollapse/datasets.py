@@ -27,7 +27,7 @@ def load_digits(seed: int = 0, heldout_fraction: float = 0.2, return_labels: boo
         >>> train.shape, heldout.shape, float(train.max())
         ((1438, 8, 8), (359, 8, 8), 1.0)
     """
-    import sklearn.datasets  # optional dependency: only the digits dataset needs scikit-learn (slow to import)
+    import sklearn.datasets  # lazy: only the digits dataset needs scikit-learn, a slow import for every other study
 
     _checks.number_in("heldout_fraction", heldout_fraction, 0.0, 1.0, low_open=True, high_open=True)
     bunch = sklearn.datasets.load_digits()
